@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# Builds (once) and enters the Python environment that runs this project.
+#
+# TFX 1.21 ships native wheels (ml-metadata, TFDV) built for glibc >= 2.39. On a host
+# that has it, and a Python 3.10-3.13, a plain virtualenv is enough. On an older host
+# (Debian 12 has glibc 2.36) we build a Debian 13 root filesystem with debootstrap and
+# run every command inside it with chroot, in a private mount namespace so that no
+# bind mount outlives the command.
+#
+# The environment is cached outside the clone, keyed on the pinned requirements and on
+# this recipe, so a fresh clone on the same machine reuses it.
+#
+# Usage: tools/environment.sh exec COMMAND [ARGS...]   run COMMAND inside the environment
+#        tools/environment.sh ensure                   only build it
+#        tools/environment.sh info                     print mode and location
+set -euo pipefail
+
+RECIPE_VERSION=1
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE_ROOT="${MNIST_TFX_ENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mnist-tfx}"
+HOST_CA_BUNDLE="${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}"
+SUITE=trixie
+
+log() { printf '[environment] %s\n' "$*" >&2; }
+
+env_key() {
+  { cat "$REPO/requirements.in" "$REPO/requirements.lock" 2>/dev/null || true
+    echo "recipe=$RECIPE_VERSION"; } | sha256sum | cut -c1-16
+}
+
+host_qualifies() {
+  # glibc >= 2.39 and python3 in 3.10..3.13
+  local glibc py
+  glibc="$(getconf GNU_LIBC_VERSION 2>/dev/null | awk '{print $2}')" || return 1
+  py="$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" || return 1
+  [ -n "$glibc" ] && [ -n "$py" ] || return 1
+  printf '%s\n2.39\n' "$glibc" | sort -V -C -r 2>/dev/null || return 1
+  case "$py" in 3.10|3.11|3.12|3.13) return 0 ;; *) return 1 ;; esac
+}
+
+MODE="${MNIST_TFX_ENV_MODE:-}"
+if [ -z "$MODE" ]; then
+  if host_qualifies; then MODE=venv; else MODE=chroot; fi
+fi
+KEY="$(env_key)"
+if [ "$MODE" = venv ]; then
+  ENV_DIR="$CACHE_ROOT/venv-$KEY"
+  VENV="$ENV_DIR"
+else
+  ENV_DIR="$CACHE_ROOT/rootfs-$SUITE-$KEY"
+  VENV=/opt/venv
+fi
+READY="$ENV_DIR/.mnist-tfx-ready"
+
+pip_install_args() {
+  # Constraints pin every transitive package once requirements.lock exists.
+  local args=(-r "$1/requirements.in")
+  [ -f "$1/requirements.lock" ] && args+=(-c "$1/requirements.lock")
+  printf '%s\n' "${args[@]}"
+}
+
+debian_mirror() {
+  local src=/etc/apt/sources.list.d/debian.sources mirror=""
+  if [ -f "$src" ]; then
+    mirror="$(awk '/^URIs:/ {print $2; exit}' "$src")"
+  elif [ -f /etc/apt/sources.list ]; then
+    mirror="$(awk '$1 == "deb" {print $2; exit}' /etc/apt/sources.list)"
+  fi
+  [ -n "$mirror" ] || { log "cannot read a Debian mirror from the apt configuration"; exit 1; }
+  # The -security archive is not a full mirror; use the main one.
+  printf '%s\n' "${mirror%-security}"
+}
+
+# Runs a command inside the root filesystem $1 with /proc, /dev, /sys, the repo,
+# $HOME, /tmp and $PWD bind-mounted at the same paths (plus MNIST_TFX_BIND, a
+# colon-separated list). The mounts live in a private namespace and vanish with it.
+in_rootfs() {
+  local root="$1"; shift
+  local binds=("$REPO" "$HOME" /tmp "$PWD")
+  if [ -n "${MNIST_TFX_BIND:-}" ]; then
+    IFS=: read -r -a extra <<< "$MNIST_TFX_BIND"
+    binds+=("${extra[@]}")
+  fi
+  # Variables of the project, TensorFlow and pytest pass through; the rest of the
+  # host environment (pyenv, pip's host-only indexes) does not belong inside.
+  local passenv=()
+  mapfile -t passenv < <(env | grep -E '^(MNIST_TFX_|TF_CPP_|PYTEST_|PIP_INDEX_URL=|CI=|TERM=|COLUMNS=)' || true)
+  unshare --mount --propagation private -- /bin/bash -s "$root" "${binds[@]}" -- "${passenv[@]}" -- "$@" <<'INNER'
+set -euo pipefail
+root="$1"; shift
+binds=(); passenv=()
+while [ "$1" != -- ]; do binds+=("$1"); shift; done
+shift
+while [ "$1" != -- ]; do passenv+=("$1"); shift; done
+shift
+mount -t proc proc "$root/proc"
+mount --rbind /dev "$root/dev"
+mount --rbind /sys "$root/sys"
+for b in "${binds[@]}"; do
+  [ -d "$b" ] || continue
+  mkdir -p "$root$b"
+  mount --rbind "$b" "$root$b"
+done
+cp -L /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
+exec chroot "$root" /usr/bin/env -i \
+  HOME="$HOME" PATH=/opt/venv/bin:/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 \
+  "${passenv[@]}" PYTHONPATH="$MNIST_TFX_REPO" \
+  SSL_CERT_FILE=/etc/ssl/host-ca-bundle.crt PIP_CERT=/etc/ssl/host-ca-bundle.crt \
+  REQUESTS_CA_BUNDLE=/etc/ssl/host-ca-bundle.crt PIP_CONFIG_FILE=/dev/null \
+  MNIST_TFX_IN_ENV=1 \
+  /bin/bash -c 'cd "$0" && exec "$@"' "$MNIST_TFX_CWD" "$@"
+INNER
+}
+
+build_rootfs() {
+  local partial="$ENV_DIR.partial" mirror started=$SECONDS
+  [ "$(id -u)" = 0 ] || { log "building the Debian 13 environment needs root (debootstrap, chroot)"; exit 1; }
+  if ! command -v debootstrap >/dev/null; then
+    log "installing debootstrap from the host's apt sources"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+  fi
+  mirror="$(debian_mirror)"
+  rm -rf "$partial"
+  mkdir -p "$CACHE_ROOT"
+  log "debootstrap $SUITE from $mirror into $partial (about 1 min)"
+  debootstrap --variant=minbase \
+    --include=python3,python3-venv,python3-dev,ca-certificates,g++ \
+    "$SUITE" "$partial" "$mirror" > "$CACHE_ROOT/debootstrap.log" 2>&1 \
+    || { log "debootstrap failed; see $CACHE_ROOT/debootstrap.log"; exit 1; }
+  cp -L "$HOST_CA_BUNDLE" "$partial/etc/ssl/host-ca-bundle.crt"
+  log "creating the virtualenv and installing the pinned requirements (about 2 min)"
+  mapfile -t args < <(pip_install_args "$MNIST_TFX_REPO")
+  MNIST_TFX_CWD=/ in_rootfs "$partial" /bin/bash -c '
+    set -e
+    python3 -m venv /opt/venv
+    /opt/venv/bin/pip install -q --upgrade pip
+    /opt/venv/bin/pip install -q "$@"' pip "${args[@]}"
+  touch "$partial/.mnist-tfx-ready"
+  mv "$partial" "$ENV_DIR"
+  log "environment ready in $((SECONDS - started)) s: $ENV_DIR"
+}
+
+build_venv() {
+  local partial="$ENV_DIR.partial" started=$SECONDS
+  rm -rf "$partial"
+  mkdir -p "$CACHE_ROOT"
+  log "creating a virtualenv with the pinned requirements in $ENV_DIR"
+  mapfile -t args < <(pip_install_args "$REPO")
+  python3 -m venv "$ENV_DIR"
+  "$ENV_DIR/bin/pip" install -q --upgrade pip
+  "$ENV_DIR/bin/pip" install -q "${args[@]}"
+  touch "$READY"
+  log "environment ready in $((SECONDS - started)) s: $ENV_DIR"
+}
+
+ensure() {
+  [ -f "$READY" ] && return 0
+  # One builder at a time per machine.
+  mkdir -p "$CACHE_ROOT"
+  exec 9>"$CACHE_ROOT/.build.lock"
+  flock 9
+  [ -f "$READY" ] && return 0
+  if [ "$MODE" = venv ]; then build_venv; else build_rootfs; fi
+}
+
+export MNIST_TFX_REPO="$REPO"
+export MNIST_TFX_CWD="$PWD"
+
+case "${1:-}" in
+  ensure) ensure ;;
+  info) echo "mode=$MODE env=$ENV_DIR ready=$([ -f "$READY" ] && echo yes || echo no)" ;;
+  exec)
+    shift
+    ensure
+    if [ "$MODE" = venv ]; then
+      PATH="$VENV/bin:$PATH" PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" MNIST_TFX_IN_ENV=1 exec "$@"
+    else
+      in_rootfs "$ENV_DIR" "$@"
+    fi
+    ;;
+  *) echo "usage: $0 {exec COMMAND...|ensure|info}" >&2; exit 2 ;;
+esac
