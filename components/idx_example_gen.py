@@ -20,6 +20,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import apache_beam as beam
 import numpy as np
 import tensorflow as tf
+from tfx import types
 from tfx.components.example_gen import base_example_gen_executor
 from tfx.components.example_gen import driver
 from tfx.dsl.components.base import base_beam_component
@@ -226,5 +227,6 @@ class IdxExampleGen(base_beam_component.BaseBeamComponent):
         max_train_examples=max_train_examples,
         max_test_examples=max_test_examples,
         custom_config=None,
-        range_config=None)
+        range_config=None,
+        examples=types.Channel(type=standard_artifacts.Examples))
     super().__init__(spec=spec)

