@@ -5,44 +5,26 @@ import os
 # TensorFlow's C++ start-up chatter (CPU features, missing CUDA) says nothing useful.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-import functools  # pylint: disable=g-import-not-at-top
-import logging
+import logging  # pylint: disable=g-import-not-at-top
 import sys
 import time
 
 import click
 
-from pipeline import config as config_lib
+from pipeline.cli_options import config_options
 
 
-def config_options(command):
-  """--profile, --set, --data-dir and --output-dir, resolved into a PipelineConfig."""
+# Warnings TFX 1.21 and Beam print on every run that say nothing actionable here.
+_KNOWN_NOISE = ('property_predicate is not supported', 'ZetaSQL',
+                'does not have payload_format custom property',
+                'must be binary-compatible with the worker runtime')
 
-  @click.option('--profile', type=click.Choice(sorted(config_lib.PROFILES)),
-                default='full', show_default=True,
-                help='Named configuration (pipeline/config.py).')
-  @click.option('--set', 'overrides', multiple=True, metavar='NAME=VALUE',
-                help='Override one PipelineConfig field; repeatable.')
-  @click.option('--data-dir', default=None,
-                help='Directory of the four MNIST IDX files, raw or .gz.')
-  @click.option('--output-dir', default=None,
-                help='Where pipeline outputs, metadata and models go.')
-  @functools.wraps(command)
-  def wrapper(profile, overrides, data_dir, output_dir, **kwargs):
-    config = config_lib.load(profile)
-    changes = {}
-    for assignment in overrides:
-      try:
-        changes.update(config_lib.parse_override(config, assignment))
-      except ValueError as e:
-        raise click.BadParameter(str(e), param_hint='--set') from e
-    if data_dir:
-      changes['data_dir'] = data_dir
-    if output_dir:
-      changes['output_dir'] = output_dir
-    return command(config.replace(**changes), **kwargs)
 
-  return wrapper
+class _DropKnownNoise(logging.Filter):
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return not any(noise in message for noise in _KNOWN_NOISE)
 
 
 def _quiet_logs(verbose: bool) -> None:
@@ -57,7 +39,10 @@ def _quiet_logs(verbose: bool) -> None:
     warnings_only = logging.StreamHandler(sys.stderr)
     warnings_only.setLevel(logging.WARNING)
     warnings_only.setFormatter(logging.Formatter('%(levelname)s: %(message)s'))
+    warnings_only.addFilter(_DropKnownNoise())
     absl_logger.addHandler(warnings_only)
+    for handler in logging.getLogger().handlers:
+      handler.addFilter(_DropKnownNoise())
 
 
 @click.group(context_settings={'help_option_names': ['-h', '--help']})
@@ -97,6 +82,39 @@ def run(config, verbose):
   for node, outputs in mlmd.latest_outputs(config).items():
     for key, uri in outputs:
       click.echo(f'  {node}.{key}: {uri}')
+  _report(config)
+
+
+def _report(config) -> None:
+  from pipeline import run_report  # pylint: disable=g-import-not-at-top
+  summary = run_report.summarize(config)
+  for line in run_report.format_summary(summary):
+    click.echo(line)
+  click.echo(f'serving directory: {config.model_base_path}')
+  click.echo(f'report: {run_report.write(config, summary)}/index.html')
+
+
+@main.command()
+@config_options
+def report(config):
+  """Print and write (pictures, HTML) the report of the latest run."""
+  _report(config)
+
+
+@main.command()
+@config_options
+@click.option('--version', 'version', type=int, default=None,
+              help='Pushed version to trace (default: the newest).')
+def lineage(config, version):
+  """From ML Metadata: which data, schema, transform and training run produced the
+  model that is serving."""
+  from pipeline import mlmd  # pylint: disable=g-import-not-at-top
+  try:
+    lines = mlmd.serving_lineage(config, version)
+  except LookupError as e:
+    raise click.ClickException(str(e))
+  for line in lines:
+    click.echo(line)
 
 
 @main.command()

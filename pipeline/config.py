@@ -16,6 +16,77 @@ SCHEMA_DIR = os.path.join(REPO_ROOT, 'pipeline', 'schema')
 
 
 @dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+  """Hyper-parameters of the CNN and its optimisation (models/trainer/)."""
+  epochs: int = 15
+  batch_size: int = 128  # per replica; the global batch scales with replicas
+  learning_rate: float = 2e-3  # Adam, decayed along a cosine to a fraction of it
+  final_learning_rate_fraction: float = 0.01
+  dropout: float = 0.3
+  filters: int = 32  # of the first block; doubled per block
+  augment: bool = True  # random shifts, rotations, zooms (training only)
+  shift: float = 0.1  # fraction of the image, each direction
+  rotation_degrees: float = 10.0
+  zoom: float = 0.1
+  mixed_precision: bool = False  # float16 compute, on GPU only
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationConfig:
+  """What the Evaluator requires of a candidate before it may be pushed."""
+  # Test-set accuracy a model must reach to be blessed at all.
+  min_accuracy: float = 0.99
+  # How much worse than the last blessed model (the baseline) it may be.
+  max_accuracy_drop: float = 0.001
+
+
+@dataclasses.dataclass(frozen=True)
+class KubeflowConfig:
+  """Where and how the pipeline runs on Kubeflow Pipelines (`mnist-tfx compile`,
+  kubeflow/runner.py, kubeflow/DEPLOY.md); set with --set kubeflow.NAME=VALUE.
+
+  It is defined before PipelineConfig, whose `kubeflow` field it is (the profiles
+  below instantiate PipelineConfig).
+  """
+  # The pipeline image (kubeflow/Dockerfile). Tag it per build: KFP's cache key
+  # includes the image, and the project's code is read from it.
+  image: str = ''
+  # The Trainer's image, if not `image`: the same Dockerfile built with
+  # --build-arg TENSORFLOW_EXTRAS=and-cuda (TensorFlow's CUDA libraries).
+  trainer_image: str = ''
+  # Storage every pod shares: URIs TensorFlow reads (gs://...) or, for
+  # serving_root and data_dir, paths under volume_mount_path. KFP keeps every
+  # artifact under pipeline_root, which must be object storage.
+  pipeline_root: str = ''
+  serving_root: str = ''  # the Pusher writes serving_root/<model_name>/<version>
+  data_dir: str = ''  # the four MNIST IDX files, raw or .gz
+  # A PersistentVolumeClaim mounted at volume_mount_path in every step and in TF
+  # Serving (empty: none).
+  volume_claim: str = ''
+  volume_mount_path: str = '/mnt/mnist-tfx'
+  # Kubernetes CPU and memory of each step (request = limit): components that run
+  # Beam (ExampleGen, StatisticsGen, Transform, Evaluator), the Trainer, the rest.
+  beam_cpu: str = '4'
+  beam_memory: str = '16Gi'
+  trainer_cpu: str = '4'
+  trainer_memory: str = '16Gi'
+  cpu: str = '1'
+  memory: str = '4Gi'
+  trainer_gpus: int = 1
+  # The GPU's resource name on Kubeflow Pipelines; on Vertex AI Pipelines an
+  # accelerator type such as NVIDIA_TESLA_T4.
+  trainer_gpu_type: str = 'nvidia.com/gpu'
+  # Beam args of the Beam components on the cluster. The default runs Beam's
+  # DirectRunner inside each step's pod, one worker per CPU of beam_cpu;
+  # kubeflow/DEPLOY.md gives the args for Dataflow, Flink and Spark.
+  beam_pipeline_args: List[str] = dataclasses.field(default_factory=lambda: [
+      '--runner=DirectRunner',
+      '--direct_running_mode=multi_processing',
+      '--direct_num_workers=4',
+  ])
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
   """Paths and hyper-parameters of one pipeline; see `PROFILES` for the presets."""
 
@@ -49,7 +120,14 @@ class PipelineConfig:
   # images (they are the pixel statistics again, scaled).
   transform_statistics: bool = False
 
+  training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
+  evaluation: EvaluationConfig = dataclasses.field(
+      default_factory=EvaluationConfig)
+
   enable_cache: bool = True
+
+  # Kubeflow Pipelines; unused by the local runner.
+  kubeflow: KubeflowConfig = dataclasses.field(default_factory=KubeflowConfig)
 
   # --- derived paths --------------------------------------------------------
   @property
@@ -80,12 +158,12 @@ class PipelineConfig:
 
   @property
   def beam_pipeline_args(self) -> List[str]:
-    workers = self.beam_direct_num_workers or (os.cpu_count() or 1)
-    return [
-        '--runner=DirectRunner',
-        f'--direct_running_mode={self.beam_direct_running_mode}',
-        f'--direct_num_workers={workers}',
-    ] + list(self.extra_beam_args)
+    args = ['--runner=DirectRunner',
+            f'--direct_running_mode={self.beam_direct_running_mode}']
+    if self.beam_direct_running_mode != 'in_memory':  # in_memory has one worker
+      workers = self.beam_direct_num_workers or (os.cpu_count() or 1)
+      args.append(f'--direct_num_workers={workers}')
+    return args + list(self.extra_beam_args)
 
   @staticmethod
   def _abs(path: str) -> str:
@@ -104,6 +182,8 @@ PROFILES: Dict[str, PipelineConfig] = {
         valid_examples=200,
         max_train_examples=2000,
         max_test_examples=500,
+        training=TrainingConfig(epochs=3, filters=16, batch_size=64, augment=False),
+        evaluation=EvaluationConfig(min_accuracy=0.5),
     ),
 }
 
@@ -116,21 +196,42 @@ def load(profile: str = 'full', **overrides: Any) -> PipelineConfig:
   return PROFILES[profile].replace(**overrides)
 
 
-def parse_override(config: PipelineConfig, assignment: str) -> Dict[str, Any]:
-  """Parses `name=value` into {name: value} typed like the config field."""
+def override_names(config: Any, prefix: str = '') -> List[str]:
+  """Every settable field name, nested ones dotted (training.epochs)."""
+  names = []
+  for field in dataclasses.fields(config):
+    value = getattr(config, field.name)
+    if dataclasses.is_dataclass(value):
+      names += override_names(value, prefix + field.name + '.')
+    else:
+      names.append(prefix + field.name)
+  return names
+
+
+def apply_override(config: PipelineConfig, assignment: str) -> PipelineConfig:
+  """Returns `config` with `name=value` applied (name may be dotted: training.epochs)."""
   name, sep, text = assignment.partition('=')
-  fields = {f.name: f for f in dataclasses.fields(config)}
-  if not sep or name not in fields:
+  if not sep or name not in override_names(config):
     raise ValueError(
-        f'--set takes name=value with name one of {sorted(fields)}; '
+        f'--set takes name=value with name one of {override_names(config)}; '
         f'got {assignment!r}')
+  head, _, rest = name.partition('.')
+  if rest:
+    inner = getattr(config, head)
+    return dataclasses.replace(
+        config, **{head: apply_override(inner, f'{rest}={text}')})
+  return dataclasses.replace(config, **_parse_value(config, name, text))
+
+
+def _parse_value(config: Any, name: str, text: str) -> Dict[str, Any]:
+  """`text` typed like the current value of field `name`."""
   current = getattr(config, name)
   if isinstance(current, bool):
     value: Any = text.lower() in ('1', 'true', 'yes', 'on')
-  elif isinstance(current, int) or name.startswith('max_'):
-    value = None if text.lower() == 'none' else int(text)
   elif isinstance(current, float):
     value = float(text)
+  elif isinstance(current, int) or current is None:  # Optional[int] fields
+    value = None if text.lower() == 'none' else int(text)
   elif isinstance(current, list):
     value = [item for item in text.split(',') if item]
   else:

@@ -56,19 +56,22 @@ def metadata_config(config: config_lib.PipelineConfig):
       config.metadata_path)
 
 
-def build(config: config_lib.PipelineConfig) -> tfx.dsl.Pipeline:
+def build(config: config_lib.PipelineConfig, train: bool = True) -> tfx.dsl.Pipeline:
   return pipeline_lib.create_pipeline(
       config,
       pipeline_root=config.pipeline_root,
       data_dir=config.abs_data_dir,
+      serving_root=config.serving_root,
       metadata_connection_config=metadata_config(config),
-      beam_pipeline_args=config.beam_pipeline_args)
+      beam_pipeline_args=config.beam_pipeline_args,
+      train=train)
 
 
 def run(config: config_lib.PipelineConfig,
-        out: Callable[[str], None] = print) -> Dict[str, float]:
-  """Runs the pipeline; returns wall seconds per component that ran."""
-  pipeline = build(config)
+        out: Callable[[str], None] = print, train: bool = True) -> Dict[str, float]:
+  """Runs the pipeline (only its data half when train is False); returns wall
+  seconds per component that ran."""
+  pipeline = build(config, train)
   progress = ProgressPrinter(len(pipeline.components), out)
   absl_logger = logging.getLogger('absl')
   absl_logger.addHandler(progress)

@@ -2,7 +2,8 @@
 
 import collections
 import dataclasses
-from typing import Dict, List, Tuple
+import os
+from typing import Dict, List, Optional, Tuple
 
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
@@ -79,3 +80,77 @@ def latest_outputs(config: config_lib.PipelineConfig) -> Dict[str, List[Tuple[st
       node.node_id: [(key, artifact.uri) for key, artifact in node.outputs]
       for node in latest_run(config)
   }
+
+
+def _pushed_versions(store, base_path: str):
+  """PushedModel artifacts that point into `base_path`: version -> artifact."""
+  found = {}
+  for artifact in store.get_artifacts_by_type('PushedModel'):
+    props = artifact.custom_properties
+    if 'pushed_version' in props and 'pushed_destination' in props and (
+        os.path.dirname(props['pushed_destination'].string_value) == base_path):
+      found.setdefault(int(props['pushed_version'].string_value), artifact)
+  return found
+
+
+def serving_lineage(config: config_lib.PipelineConfig,
+                    version: Optional[int] = None) -> List[str]:
+  """Walks ML Metadata upstream from the pushed model to the IDX files.
+
+  Every execution on the way is listed with its component, state and the
+  artifacts it read, so one can tell which data, schema, Transform graph and
+  Trainer run produced the version that is serving.
+  """
+  from components import atomic_pusher  # pylint: disable=g-import-not-at-top
+  store = open_store(config)
+  base_path = config.model_base_path
+  on_disk = atomic_pusher.versions(base_path)
+  if not on_disk:
+    raise LookupError(f'no model versions in {base_path}')
+  version = on_disk[-1] if version is None else version
+  pushed = _pushed_versions(store, base_path)
+  if version not in pushed:
+    raise LookupError(
+        f'version {version} in {base_path} is not recorded in '
+        f'{config.metadata_path}')
+  lines = [f'{base_path}/{version} (serving)' +
+           (' -- the newest version' if version == on_disk[-1] else '')]
+  seen = set()
+
+  def walk(artifact_id: int, depth: int):
+    events = store.get_events_by_artifact_ids([artifact_id])
+    producers = store.get_executions_by_id(
+        [e.execution_id for e in events if e.type in _OUTPUT_EVENTS])
+    # A cached execution re-publishes the artifact of the one that made it; the
+    # lineage is the latter's.
+    made = [e for e in producers
+            if e.last_known_state == metadata_store_pb2.Execution.COMPLETE]
+    for execution in made or producers:
+      indent = '  ' * depth
+      name = _node_id(store, execution, config.pipeline_name)
+      if execution.id in seen:
+        lines.append(f'{indent}<- {name} (execution {execution.id}, above)')
+        continue
+      seen.add(execution.id)
+      state = _STATES.get(execution.last_known_state, '?')
+      lines.append(f'{indent}<- {name} (execution {execution.id}, {state.lower()})')
+      for key in ('input_base', 'input_fingerprint'):
+        if key in execution.properties or key in execution.custom_properties:
+          value = (execution.properties.get(key) or
+                   execution.custom_properties.get(key))
+          text = value.string_value.replace('\n', f'\n{indent}       ')
+          lines.append(f'{indent}     {key}: {text}')
+      inputs = [e for e in store.get_events_by_execution_ids([execution.id])
+                if e.type == metadata_store_pb2.Event.INPUT]
+      artifacts = {a.id: a for a in store.get_artifacts_by_id(
+          [e.artifact_id for e in inputs])}
+      types = {t.id: t.name for t in store.get_artifact_types_by_id(
+          list({a.type_id for a in artifacts.values()}))}
+      for event in inputs:
+        artifact = artifacts[event.artifact_id]
+        lines.append(f'{indent}   {_output_key(event)}: '
+                     f'{types[artifact.type_id]} {artifact.uri}')
+        walk(artifact.id, depth + 2)
+
+  walk(pushed[version].id, 1)
+  return lines

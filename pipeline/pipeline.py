@@ -2,22 +2,32 @@
 
 Data flows top to bottom:
   IDX files -> IdxExampleGen -> StatisticsGen -> ExampleValidator (against the curated
-  schema from ImportSchemaGen) -> AnomalyGate -> Transform -> ...
+  schema from ImportSchemaGen) -> AnomalyGate -> Transform -> Trainer -> Evaluator
+  (against the last blessed model) -> Pusher -> TF Serving's model base path.
 """
 
 import os
 from typing import List, Optional
 
+import dataclasses
+
 from ml_metadata.proto import metadata_store_pb2
+from tensorflow_model_analysis.proto import config_pb2 as tfma
 from tfx import v1 as tfx
+from tfx.dsl.components.base import executor_spec
 from tfx.proto import transform_pb2
 
+from components import atomic_pusher
 from components.anomaly_gate import AnomalyGate
 from components.idx_example_gen import IdxExampleGen
+from models import features
 from pipeline import config as config_lib
 
 TRANSFORM_MODULE = os.path.join(
     config_lib.MODULES_DIR, 'transform', 'mnist_transform.py')
+TRAINER_MODULE = os.path.join(
+    config_lib.MODULES_DIR, 'trainer', 'mnist_trainer.py')
+ACCURACY = 'sparse_categorical_accuracy'  # TFMA's name for the Keras metric
 SCHEMA_FILE = os.path.join(config_lib.SCHEMA_DIR, 'schema.pbtxt')
 
 
@@ -25,11 +35,18 @@ def create_pipeline(
     config: config_lib.PipelineConfig,
     pipeline_root: str,
     data_dir: str,
+    serving_root: str,
     metadata_connection_config: Optional[
         metadata_store_pb2.ConnectionConfig] = None,
     beam_pipeline_args: Optional[List[str]] = None,
+    train: bool = True,
 ) -> tfx.dsl.Pipeline:
-  """Builds the MNIST pipeline from `config`; paths and orchestration come from the runner."""
+  """Builds the MNIST pipeline from `config`; paths and orchestration come from the runner.
+
+  serving_root: TF Serving's model root; the Pusher writes versions under
+    serving_root/<model_name>/.
+  train: False builds only the data half (ingestion, validation, Transform).
+  """
   # Reads the four IDX files, validates their headers and writes train/valid/eval.
   example_gen = IdxExampleGen(
       input_base=data_dir,
@@ -68,6 +85,9 @@ def create_pipeline(
       example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate,
       transform
   ]
+  if train:
+    components += _model_components(config, example_gen, transform,
+                                    serving_root)
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,
       pipeline_root=pipeline_root,
@@ -75,6 +95,71 @@ def create_pipeline(
       enable_cache=config.enable_cache,
       metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=beam_pipeline_args)
+
+
+def _model_components(config, example_gen, transform, serving_root):
+  """Trainer -> baseline Resolver -> Evaluator -> Pusher."""
+  # Trains on `train`, keeps the best epoch on `valid`; never sees `eval`.
+  trainer = tfx.components.Trainer(
+      module_file=TRAINER_MODULE,
+      examples=transform.outputs['transformed_examples'],
+      transform_graph=transform.outputs['transform_graph'],
+      train_args=tfx.proto.TrainArgs(splits=['train']),
+      eval_args=tfx.proto.EvalArgs(
+          splits=['valid' if config.valid_examples else 'eval']),
+      custom_config={'training': dataclasses.asdict(config.training)})
+
+  # The last blessed model, if any: the candidate must not be worse than it.
+  baseline = tfx.dsl.Resolver(
+      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+      model_blessing=tfx.dsl.Channel(
+          type=tfx.types.standard_artifacts.ModelBlessing),
+  ).with_id('latest_blessed_model_resolver')
+
+  # Test-set accuracy overall and per digit, judged against thresholds and baseline.
+  evaluator = tfx.components.Evaluator(
+      examples=example_gen.outputs['examples'],
+      model=trainer.outputs['model'],
+      baseline_model=baseline.outputs['model'],
+      example_splits=['eval'],
+      eval_config=eval_config(config.evaluation))
+
+  # Only a blessed model reaches TF Serving, atomically and never twice.
+  pusher = tfx.components.Pusher(
+      model=trainer.outputs['model'],
+      model_blessing=evaluator.outputs['blessing'],
+      push_destination=tfx.proto.PushDestination(
+          filesystem=tfx.proto.PushDestination.Filesystem(
+              base_directory=os.path.join(serving_root, config.model_name))),
+      custom_executor_spec=executor_spec.ExecutorClassSpec(
+          atomic_pusher.Executor))
+  return [trainer, baseline, evaluator, pusher]
+
+
+def eval_config(evaluation: config_lib.EvaluationConfig) -> tfma.EvalConfig:
+  """Accuracy on the test split, overall and per digit; the thresholds apply to the
+  overall figure (a per-digit floor would be a different policy)."""
+  overall = tfma.SlicingSpec()
+  threshold = tfma.MetricThreshold(
+      value_threshold=tfma.GenericValueThreshold(
+          lower_bound={'value': evaluation.min_accuracy}),
+      change_threshold=tfma.GenericChangeThreshold(
+          direction=tfma.HIGHER_IS_BETTER,
+          absolute={'value': -evaluation.max_accuracy_drop}))
+  return tfma.EvalConfig(
+      model_specs=[tfma.ModelSpec(
+          signature_name='serving_default',
+          label_key=features.LABEL_KEY,
+          prediction_key='probabilities')],
+      slicing_specs=[overall, tfma.SlicingSpec(feature_keys=[features.LABEL_KEY])],
+      metrics_specs=[tfma.MetricsSpec(metrics=[
+          tfma.MetricConfig(class_name='ExampleCount'),
+          tfma.MetricConfig(
+              class_name='SparseCategoricalAccuracy',
+              per_slice_thresholds=[tfma.PerSliceMetricThreshold(
+                  slicing_specs=[overall], threshold=threshold)]),
+      ])])
 
 
 def _split_names(config: config_lib.PipelineConfig) -> List[str]:

@@ -1,0 +1,106 @@
+"""Trainer's module file: `run_fn` trains the CNN on Transform's output and exports it.
+
+Hyper-parameters arrive in `custom_config` (from PipelineConfig); the best epoch is
+chosen on the `valid` split, never on the test images. This folder holds the
+trainer's module files only: TFX hashes every file beside a module file to decide
+whether a cached Trainer is still valid.
+"""
+
+import dataclasses
+import json
+import os
+from typing import List
+
+from absl import logging
+import tensorflow as tf
+import tf_keras as keras
+import tensorflow_transform as tft
+from tfx import v1 as tfx
+
+from models import features
+from models.trainer import distribution
+from models.trainer import export
+from models.trainer import model as model_lib
+from pipeline.config import TrainingConfig
+
+_SHUFFLE_BUFFER = 60000  # all of MNIST: a full shuffle every epoch
+
+
+def make_dataset(file_patterns: List[str], tf_transform_output, batch_size: int,
+                 training: bool) -> tf.data.Dataset:
+  """(image [28, 28, 1], label [1]) batches from transformed TFRecords, cached in memory."""
+  files = [f for pattern in file_patterns for f in tf.io.gfile.glob(pattern)]
+  spec = tf_transform_output.transformed_feature_spec()
+  dataset = (
+      tf.data.TFRecordDataset(files, compression_type='GZIP',
+                              num_parallel_reads=tf.data.AUTOTUNE)
+      .batch(1024)
+      .map(lambda records: tf.io.parse_example(records, spec),
+           num_parallel_calls=tf.data.AUTOTUNE)
+      .unbatch()
+      .map(lambda x: (x[features.TRANSFORMED_IMAGE_KEY],
+                      x[features.TRANSFORMED_LABEL_KEY]))
+      .cache())
+  if training:
+    dataset = dataset.shuffle(_SHUFFLE_BUFFER, reshuffle_each_iteration=True)
+  return dataset.batch(batch_size, drop_remainder=False).prefetch(
+      tf.data.AUTOTUNE)
+
+
+class KeepBestOnValid(keras.callbacks.Callback):
+  """Restores, at the end, the weights of the epoch with the best validation accuracy."""
+
+  def __init__(self, monitor: str = 'val_sparse_categorical_accuracy'):
+    super().__init__()
+    self.monitor = monitor
+    self.best = -1.0
+    self.best_epoch = -1
+    self._weights = None
+
+  def on_epoch_end(self, epoch, logs=None):
+    value = (logs or {}).get(self.monitor)
+    if value is not None and value > self.best:
+      self.best, self.best_epoch = value, epoch
+      self._weights = self.model.get_weights()
+
+  def on_train_end(self, logs=None):
+    if self._weights is not None:
+      self.model.set_weights(self._weights)
+      logging.info('Kept epoch %d (%s %.4f)', self.best_epoch + 1, self.monitor,
+                   self.best)
+
+
+def run_fn(fn_args: tfx.components.FnArgs):
+  """Trains and exports the model; called by the TFX Trainer."""
+  hp = TrainingConfig(**(fn_args.custom_config or {}).get('training', {}))
+  strategy = distribution.choose_strategy(hp.mixed_precision)
+  global_batch = hp.batch_size * strategy.num_replicas_in_sync
+
+  tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+  train = make_dataset(fn_args.train_files, tf_transform_output, global_batch,
+                       training=True)
+  valid = make_dataset(fn_args.eval_files, tf_transform_output, global_batch,
+                       training=False)
+  steps_per_epoch = sum(1 for _ in train)  # one pass also fills the cache
+
+  with strategy.scope():
+    model = model_lib.compile_model(model_lib.build(hp), hp, steps_per_epoch)
+  model.summary(print_fn=logging.info)
+
+  best = KeepBestOnValid()
+  history = model.fit(
+      train, validation_data=valid, epochs=hp.epochs, verbose=2,
+      callbacks=[
+          best,
+          keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir),
+      ])
+
+  # What the run report plots: per-epoch curves and the epoch that was kept.
+  tf.io.gfile.makedirs(fn_args.model_run_dir)
+  with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, 'history.json'),
+                         'w') as f:
+    json.dump({'history': history.history, 'best_epoch': best.best_epoch + 1,
+               'replicas': strategy.num_replicas_in_sync,
+               'training': dataclasses.asdict(hp)}, f)
+
+  export.export(model, tf_transform_output, fn_args.serving_model_dir)

@@ -1,0 +1,249 @@
+"""What a run did, for people: timings, evaluation, push, and pictures.
+
+`summarize` reads the latest run from ML Metadata (per-component wall time, TFMA's
+metrics and validation, the Pusher's result); `write` adds a report folder with the
+training curves, the confusion matrix on the test split and a grid of misclassified
+test digits, plus an index.html that shows them together.
+"""
+
+import dataclasses
+import html
+import json
+import os
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from components import idx
+from pipeline import config as config_lib
+from pipeline import mlmd
+
+ACCURACY = 'sparse_categorical_accuracy'
+
+
+@dataclasses.dataclass
+class Evaluation:
+  candidate: Optional[float]
+  baseline: Optional[float]
+  per_digit: Dict[int, float]
+  blessed: bool
+  failures: List[str]
+
+
+@dataclasses.dataclass
+class RunSummary:
+  timings: List[Tuple[str, str, float]]  # node, state, seconds
+  evaluation: Optional[Evaluation]
+  pushed: Optional[bool]
+  pushed_version: Optional[str]
+  pushed_new_version: Optional[bool]
+  model_uri: Optional[str]
+  model_run_uri: Optional[str]
+
+
+def _outputs(nodes: List[mlmd.NodeRun], node_id: str) -> Dict[str, object]:
+  for node in nodes:
+    if node.node_id == node_id:
+      return dict(node.outputs)
+  return {}
+
+
+def load_evaluation(evaluation_uri: str) -> Evaluation:
+  """Overall and per-digit accuracy (candidate and baseline) and TFMA's verdict."""
+  import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
+  candidate = baseline = None
+  per_digit = {}
+  for metrics in tfma.load_metrics(evaluation_uri):
+    keys = list(metrics.slice_key.single_slice_keys)
+    for entry in metrics.metric_keys_and_values:
+      key = entry.key
+      if key.name != ACCURACY or key.is_diff:
+        continue
+      value = entry.value.double_value.value
+      is_baseline = key.model_name == 'baseline'
+      if not keys:
+        if is_baseline:
+          baseline = value
+        else:
+          candidate = value
+      elif not is_baseline and keys[0].column == 'label':
+        per_digit[int(keys[0].int64_value)] = value
+  validation = tfma.load_validation_result(evaluation_uri)
+  failures = []
+  for per_slice in validation.metric_validations_per_slice:
+    for failure in per_slice.failures:
+      failures.append(
+          f'{failure.metric_key.name} = '
+          f'{failure.metric_value.double_value.value:.4f} fails '
+          f'{_threshold_text(failure.metric_threshold)}')
+  return Evaluation(candidate, baseline, dict(sorted(per_digit.items())),
+                    bool(validation.validation_ok), failures)
+
+
+def _threshold_text(threshold) -> str:
+  if threshold.HasField('value_threshold'):
+    return f'>= {threshold.value_threshold.lower_bound.value:g}'
+  return (f'change vs baseline >= '
+          f'{threshold.change_threshold.absolute.value:g}')
+
+
+def summarize(config: config_lib.PipelineConfig) -> RunSummary:
+  nodes = mlmd.latest_run(config)
+  evaluation = None
+  evaluator = _outputs(nodes, 'Evaluator')
+  if 'evaluation' in evaluator:
+    evaluation = load_evaluation(evaluator['evaluation'].uri)
+  pusher = _outputs(nodes, 'Pusher').get('pushed_model')
+  props = pusher.custom_properties if pusher is not None else {}
+  trainer = _outputs(nodes, 'Trainer')
+  return RunSummary(
+      timings=[(n.node_id, n.state, n.seconds) for n in nodes],
+      evaluation=evaluation,
+      pushed=bool(props['pushed'].int_value) if 'pushed' in props else None,
+      pushed_version=props['pushed_version'].string_value
+      if 'pushed_version' in props else None,
+      pushed_new_version=bool(props['pushed_new_version'].int_value)
+      if 'pushed_new_version' in props else None,
+      model_uri=trainer['model'].uri if 'model' in trainer else None,
+      model_run_uri=trainer['model_run'].uri if 'model_run' in trainer else None)
+
+
+def format_summary(summary: RunSummary) -> List[str]:
+  lines = ['component wall time:']
+  for node, state, seconds in summary.timings:
+    lines.append(f'  {node:32s} {seconds:7.1f} s  {state.lower()}')
+  lines.append(f'  {"total":32s} {sum(t for _, _, t in summary.timings):7.1f} s')
+  e = summary.evaluation
+  if e:
+    def pct(v):
+      return 'none' if v is None else f'{100 * v:.2f}%'
+    lines.append(f'test accuracy: candidate {pct(e.candidate)}, '
+                 f'baseline {pct(e.baseline)}')
+    lines.append('per digit: ' + '  '.join(
+        f'{d}:{100 * a:.2f}' for d, a in e.per_digit.items()))
+    lines.append('blessed: yes' if e.blessed else
+                 'blessed: NO (' + '; '.join(e.failures) + ')')
+  if summary.pushed:
+    how = 'pushed as new version' if summary.pushed_new_version else (
+        'already serving as version')
+    lines.append(f'{how} {summary.pushed_version}')
+  elif summary.pushed is not None:
+    lines.append('not pushed: the serving directory is unchanged')
+  return lines
+
+
+# --- pictures -----------------------------------------------------------------
+
+
+def _plt():
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
+
+
+def plot_training_curves(history_path: str, output: str) -> None:
+  with open(history_path) as f:
+    record = json.load(f)
+  history, best = record['history'], record['best_epoch']
+  plt = _plt()
+  fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.5))
+  epochs = range(1, len(history['loss']) + 1)
+  for ax, name, title in ((loss_ax, 'loss', 'loss'),
+                          (acc_ax, ACCURACY, 'accuracy')):
+    ax.plot(epochs, history[name], label='train')
+    ax.plot(epochs, history['val_' + name], label='valid')
+    ax.axvline(best, color='grey', linestyle=':', label=f'kept (epoch {best})')
+    ax.set_xlabel('epoch')
+    ax.set_title(title)
+    ax.legend()
+  fig.tight_layout()
+  fig.savefig(output, dpi=100)
+  plt.close(fig)
+
+
+def predict_test_set(model_dir: str, images: np.ndarray) -> np.ndarray:
+  """Class probabilities of `images` (uint8 [N, 784]) through `predict_images`."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  predict = tf.saved_model.load(model_dir).signatures['predict_images']
+  scores = [predict(images=tf.constant(batch.astype(np.float32) / 255.0))['scores']
+            .numpy() for batch in np.array_split(images, max(1, len(images) // 1000))]
+  return np.concatenate(scores)
+
+
+def plot_confusion_matrix(labels, predicted, output: str) -> None:
+  matrix = np.zeros((10, 10), dtype=np.int64)
+  np.add.at(matrix, (labels, predicted), 1)
+  plt = _plt()
+  fig, ax = plt.subplots(figsize=(6, 5.5))
+  ax.imshow(np.log1p(matrix), cmap='Blues')
+  for t in range(10):
+    for p in range(10):
+      if matrix[t, p]:
+        ax.text(p, t, str(matrix[t, p]), ha='center', va='center', fontsize=7,
+                color='white' if t == p else 'black')
+  ax.set_xticks(range(10))
+  ax.set_yticks(range(10))
+  ax.set_xlabel('predicted')
+  ax.set_ylabel('true')
+  ax.set_title(f'test set: {int(np.trace(matrix))}/{matrix.sum()} correct')
+  fig.tight_layout()
+  fig.savefig(output, dpi=100)
+  plt.close(fig)
+
+
+def plot_misclassified(images, labels, predicted, output: str,
+                       limit: int = 48) -> int:
+  wrong = np.flatnonzero(labels != predicted)
+  shown = wrong[:limit]
+  cols = 12
+  rows = max(1, int(np.ceil(len(shown) / cols)))
+  plt = _plt()
+  fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.9, rows * 1.1))
+  for ax in np.ravel(axes):
+    ax.axis('off')
+  for ax, i in zip(np.ravel(axes), shown):
+    ax.imshow(images[i].reshape(28, 28), cmap='gray_r')
+    ax.set_title(f'{predicted[i]} (true {labels[i]})', fontsize=7)
+  fig.suptitle(f'misclassified test digits: {len(wrong)} '
+               f'(first {len(shown)} shown; predicted, true)', fontsize=9)
+  fig.tight_layout()
+  fig.savefig(output, dpi=100)
+  plt.close(fig)
+  return len(wrong)
+
+
+def write(config: config_lib.PipelineConfig, summary: RunSummary,
+          output_dir: Optional[str] = None) -> str:
+  """Writes the pictures and index.html of `summary`; returns the folder."""
+  output_dir = output_dir or os.path.join(config.reports_dir, 'latest-run')
+  os.makedirs(output_dir, exist_ok=True)
+  pictures = []
+  history = summary.model_run_uri and os.path.join(summary.model_run_uri,
+                                                   'history.json')
+  if history and os.path.exists(history):
+    plot_training_curves(history, os.path.join(output_dir, 'training_curves.png'))
+    pictures.append('training_curves.png')
+  if summary.model_uri:
+    images, labels = idx.load(config.abs_data_dir, 'test')
+    if config.max_test_examples:
+      images, labels = (images[:config.max_test_examples],
+                        labels[:config.max_test_examples])
+    predicted = predict_test_set(
+        os.path.join(summary.model_uri, 'Format-Serving'), images).argmax(-1)
+    plot_confusion_matrix(labels, predicted,
+                          os.path.join(output_dir, 'confusion_matrix.png'))
+    plot_misclassified(images, labels, predicted,
+                       os.path.join(output_dir, 'misclassified.png'))
+    pictures += ['confusion_matrix.png', 'misclassified.png']
+  text = '\n'.join(format_summary(summary))
+  with open(os.path.join(output_dir, 'summary.txt'), 'w') as f:
+    f.write(text + '\n')
+  with open(os.path.join(output_dir, 'index.html'), 'w') as f:
+    f.write('<!DOCTYPE html><html><head><meta charset="utf-8">'
+            '<title>MNIST pipeline run</title></head>'
+            '<body style="font-family:sans-serif">'
+            f'<h1>MNIST pipeline run</h1><pre>{html.escape(text)}</pre>' +
+            ''.join(f'<p><img src="{p}" alt="{p}"></p>' for p in pictures) +
+            '</body></html>')
+  return output_dir

@@ -1,0 +1,45 @@
+"""Shared fixtures: real MNIST (fetched once) and small slices of it."""
+
+import os
+
+import numpy as np
+import pytest
+
+from components import idx
+from pipeline import config as config_lib
+from pipeline import data
+
+MNIST_DIR = os.path.join(config_lib.REPO_ROOT, 'data', 'mnist')
+
+
+@pytest.fixture(scope='session')
+def mnist_dir() -> str:
+  """The full MNIST IDX files, fetched and checksum-verified on first use."""
+  data.ensure(MNIST_DIR)
+  return MNIST_DIR
+
+
+def write_slice(source_dir: str, target_dir: str, train: int, test: int,
+                gzipped: bool = False) -> str:
+  """Writes the first `train`/`test` real MNIST examples as IDX files."""
+  os.makedirs(target_dir, exist_ok=True)
+  suffix = '.gz' if gzipped else ''
+  for part, count in (('train', train), ('test', test)):
+    images, labels = idx.load(source_dir, part)
+    images_name, labels_name = idx.FILE_NAMES[part]
+    idx.write(os.path.join(target_dir, images_name + suffix),
+              images[:count].reshape(-1, 28, 28))
+    idx.write(os.path.join(target_dir, labels_name + suffix), labels[:count])
+  return target_dir
+
+
+@pytest.fixture(scope='session')
+def small_mnist_dir(mnist_dir, tmp_path_factory) -> str:
+  """1200 train and 300 test images of real MNIST, gzipped like the classic files."""
+  return write_slice(mnist_dir, str(tmp_path_factory.mktemp('small_mnist')),
+                     train=1200, test=300, gzipped=True)
+
+
+def images_of(count: int, rows: int = 28, cols: int = 28, seed: int = 0):
+  return np.random.default_rng(seed).integers(
+      0, 256, size=(count, rows, cols), dtype=np.uint8)
