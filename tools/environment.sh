@@ -153,30 +153,53 @@ build_venv() {
   log "environment ready in $((SECONDS - started)) s: $ENV_DIR"
 }
 
+# Keeps the two most recently used environments (about 4 GB each) and removes older
+# ones. The bind mounts of a command running in an old one live in that command's
+# private mount namespace, so removing it from here never reaches through them.
+prune_old() {
+  local keep=2 dir
+  ls -1dt "$CACHE_ROOT"/rootfs-*/.mnist-tfx-ready "$CACHE_ROOT"/venv-*/.mnist-tfx-ready \
+      2>/dev/null | tail -n +$((keep + 1)) | while read -r stamp; do
+    dir="$(dirname "$stamp")"
+    log "removing an older environment: $dir"
+    rm -rf --one-file-system "$dir"
+  done
+}
+
 ensure() {
-  [ -f "$READY" ] && return 0
+  if [ -f "$READY" ]; then
+    touch "$READY" 2>/dev/null || true  # most recently used, for prune_old
+    return 0
+  fi
   # One builder at a time per machine.
   mkdir -p "$CACHE_ROOT"
   exec 9>"$CACHE_ROOT/.build.lock"
   flock 9
   [ -f "$READY" ] && return 0
   if [ "$MODE" = venv ]; then build_venv; else build_rootfs; fi
+  prune_old
 }
 
-export MNIST_TFX_REPO="$REPO"
-export MNIST_TFX_CWD="$PWD"
+main() {
+  export MNIST_TFX_REPO="$REPO"
+  export MNIST_TFX_CWD="$PWD"
+  case "${1:-}" in
+    ensure) ensure ;;
+    info) echo "mode=$MODE env=$ENV_DIR ready=$([ -f "$READY" ] && echo yes || echo no)" ;;
+    exec)
+      shift
+      ensure
+      if [ "$MODE" = venv ]; then
+        PATH="$VENV/bin:$PATH" PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" \
+          MNIST_TFX_IN_ENV=1 exec "$@"
+      else
+        in_rootfs "$ENV_DIR" "$@"
+      fi
+      ;;
+    *) echo "usage: $0 {exec COMMAND...|ensure|info}" >&2; return 2 ;;
+  esac
+}
 
-case "${1:-}" in
-  ensure) ensure ;;
-  info) echo "mode=$MODE env=$ENV_DIR ready=$([ -f "$READY" ] && echo yes || echo no)" ;;
-  exec)
-    shift
-    ensure
-    if [ "$MODE" = venv ]; then
-      PATH="$VENV/bin:$PATH" PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" MNIST_TFX_IN_ENV=1 exec "$@"
-    else
-      in_rootfs "$ENV_DIR" "$@"
-    fi
-    ;;
-  *) echo "usage: $0 {exec COMMAND...|ensure|info}" >&2; exit 2 ;;
-esac
+# One line, read whole before it runs: editing this file while a command runs
+# cannot change what the running shell reads next.
+main "$@"; exit "$?"

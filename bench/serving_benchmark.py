@@ -1,0 +1,293 @@
+"""Load test of the model server against calling the model in-process.
+
+    ./mnist-tfx shell -c 'python bench/serving_benchmark.py'              # stand-in model
+    ./mnist-tfx shell -c 'python bench/serving_benchmark.py --model_base_path outputs/serving/mnist'
+
+Starts `mnist-tfx serve` as a separate process on loopback ports (as users run it),
+then drives closed-loop load from this process: C clients each send a request,
+wait for the answer and send the next. For concurrency 1, 8 and 32 it measures
+single-image gRPC Predict and batched requests (--batch images per request), then
+the same SavedModel signature called in-process from C threads, the ceiling a
+server can approach. It prints throughput, p50/p99 latency and the ratio
+server / in-process at equal concurrency. Target on a 2-core machine: single-image
+gRPC at concurrency 8 >= 50% of in-process, p99 < 20 ms.
+
+The client and the server share the machine's cores, so the server's figures
+include the cost of generating the load.
+
+This is a script, not a test: it takes about a minute and needs quiet cores.
+"""
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import List, Sequence
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import grpc  # pylint: disable=g-import-not-at-top,wrong-import-position
+import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tensorflow_serving.apis import get_model_status_pb2  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tensorflow_serving.apis import model_service_pb2_grpc  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tensorflow_serving.apis import predict_pb2  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tensorflow_serving.apis import prediction_service_pb2_grpc  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from serving import mnist_inputs  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+class Result:
+  """Latencies of one run."""
+
+  def __init__(self, name: str, concurrency: int, images_per_request: int,
+               latencies: List[float], seconds: float, errors: int):
+    self.name = name
+    self.concurrency = concurrency
+    self.images_per_request = images_per_request
+    self.latencies = np.asarray(latencies)
+    self.seconds = seconds
+    self.errors = errors
+
+  @property
+  def throughput(self) -> float:
+    return len(self.latencies) / self.seconds
+
+  def row(self, ceiling: 'Result' = None) -> str:
+    p50, p99 = (np.percentile(self.latencies, [50, 99]) * 1000
+                if len(self.latencies) else (float('nan'),) * 2)
+    ratio = (f'{self.throughput / ceiling.throughput:6.0%}' if ceiling
+             else '     -')
+    return (f'{self.name:<28} {self.concurrency:>4} {self.throughput:>9.0f} '
+            f'{self.throughput * self.images_per_request:>9.0f} {p50:>8.2f} '
+            f'{p99:>8.2f} {ratio} {self.errors:>6}')
+
+
+HEADER = (f'{"mode":<28} {"conc":>4} {"req/s":>9} {"images/s":>9} '
+          f'{"p50 ms":>8} {"p99 ms":>8} {"ratio":>6} {"errors":>6}')
+
+
+def images_request(images: np.ndarray, model_name: str) -> predict_pb2.PredictRequest:
+  """The tutorial client's request: predict_images, float32 [N, 784]."""
+  request = predict_pb2.PredictRequest()
+  request.model_spec.name = model_name
+  request.model_spec.signature_name = 'predict_images'
+  request.inputs['images'].CopyFrom(
+      tf.make_tensor_proto(mnist_inputs.unit_floats(images)))
+  return request
+
+
+async def _grpc_load(target: str, requests: Sequence[predict_pb2.PredictRequest],
+                     concurrency: int, seconds: float, warmup: float):
+  async with grpc.aio.insecure_channel(target) as channel:
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    latencies: List[float] = []
+    errors = [0]
+    measuring = [False]
+    stop_at = [float('inf')]
+
+    async def worker(offset: int):
+      i = offset
+      while time.perf_counter() < stop_at[0]:
+        request = requests[i % len(requests)]
+        i += concurrency
+        started = time.perf_counter()
+        try:
+          await stub.Predict(request, timeout=10)
+        except grpc.aio.AioRpcError:
+          errors[0] += 1
+          continue
+        if measuring[0]:
+          latencies.append(time.perf_counter() - started)
+
+    stop_at[0] = time.perf_counter() + warmup + seconds
+    tasks = [asyncio.ensure_future(worker(k)) for k in range(concurrency)]
+    await asyncio.sleep(warmup)
+    measuring[0] = True
+    began = time.perf_counter()
+    await asyncio.gather(*tasks)
+    return latencies, time.perf_counter() - began, errors[0]
+
+
+def grpc_load(name, target, requests, concurrency, seconds, warmup,
+              images_per_request) -> Result:
+  latencies, elapsed, errors = asyncio.run(
+      _grpc_load(target, requests, concurrency, seconds, warmup))
+  return Result(name, concurrency, images_per_request, latencies, elapsed, errors)
+
+
+def in_process_load(name, function, inputs: Sequence[np.ndarray], concurrency,
+                    seconds, warmup, images_per_request) -> Result:
+  """C threads calling the signature function, each waiting for its answer."""
+  latencies: List[float] = []
+  lock = threading.Lock()
+  measuring = threading.Event()
+  stop_at = time.perf_counter() + warmup + seconds
+
+  def worker(offset):
+    i, mine = offset, []
+    while time.perf_counter() < stop_at:
+      x = inputs[i % len(inputs)]
+      i += concurrency
+      started = time.perf_counter()
+      function(images=tf.constant(x))['scores'].numpy()
+      if measuring.is_set():
+        mine.append(time.perf_counter() - started)
+    with lock:
+      latencies.extend(mine)
+
+  threads = [threading.Thread(target=worker, args=(k,)) for k in range(concurrency)]
+  for t in threads:
+    t.start()
+  time.sleep(warmup)
+  measuring.set()
+  began = time.perf_counter()
+  for t in threads:
+    t.join()
+  return Result(name, concurrency, images_per_request, latencies,
+                time.perf_counter() - began, 0)
+
+
+def free_port() -> int:
+  import socket  # pylint: disable=g-import-not-at-top
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def start_server(base_path: str, model_name: str, port: int,
+                 batching_file: str) -> subprocess.Popen:
+  command = [sys.executable, '-m', 'pipeline.cli', 'serve', '--host=127.0.0.1',
+             f'--port={port}', '--rest_api_port=0', f'--model_name={model_name}',
+             f'--model_base_path={base_path}',
+             '--file_system_poll_wait_seconds=0']
+  if batching_file:
+    command.append(f'--batching_parameters_file={batching_file}')
+  else:
+    command.append('--enable_batching=false')
+  process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+  channel = grpc.insecure_channel(f'127.0.0.1:{port}')
+  stub = model_service_pb2_grpc.ModelServiceStub(channel)
+  deadline = time.monotonic() + 120
+  while time.monotonic() < deadline:
+    if process.poll() is not None:
+      raise RuntimeError('server exited:\n' + process.stdout.read())
+    try:
+      status = stub.GetModelStatus(get_model_status_pb2.GetModelStatusRequest(
+          model_spec={'name': model_name}), timeout=1)
+      if any(s.state == s.AVAILABLE for s in status.model_version_status):
+        channel.close()
+        return process
+    except grpc.RpcError:
+      time.sleep(0.2)
+  process.kill()
+  raise RuntimeError('server did not become ready in 120 s')
+
+
+def latest_version_dir(base_path: str) -> str:
+  versions = [int(n) for n in os.listdir(base_path) if n.isdigit()]
+  if not versions:
+    raise SystemExit(f'no model versions under {base_path}')
+  return os.path.join(base_path, str(max(versions)))
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--model_base_path', default=None,
+                      help='Default: a stand-in model (tests/serving_testutil.py).')
+  parser.add_argument('--model_name', default='mnist')
+  parser.add_argument('--concurrency', default='1,8,32')
+  parser.add_argument('--batch', type=int, default=32,
+                      help='Images per request in the batched runs.')
+  parser.add_argument('--seconds', type=float, default=4.0, help='Per run.')
+  parser.add_argument('--warmup', type=float, default=1.0, help='Per run.')
+  parser.add_argument('--batching_parameters_file',
+                      default=os.path.join(REPO, 'serving', 'batching_parameters.txt'),
+                      help="Server batching ('' disables batching).")
+  args = parser.parse_args()
+  levels = [int(c) for c in args.concurrency.split(',')]
+
+  scratch = None
+  base_path = args.model_base_path
+  if base_path is None:
+    from tests import serving_testutil  # pylint: disable=g-import-not-at-top
+    scratch = tempfile.mkdtemp(prefix='serving-bench-')
+    base_path = os.path.join(scratch, args.model_name)
+    serving_testutil.write_version(base_path, 1)
+  base_path = os.path.abspath(base_path)
+
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, size=(256, 784), dtype=np.uint8)
+  singles = [images_request(images[i:i + 1], args.model_name) for i in range(256)]
+  batches = [images_request(images[i:i + args.batch], args.model_name)
+             for i in range(0, 256 - args.batch + 1, args.batch)]
+  single_floats = [mnist_inputs.unit_floats(images[i:i + 1]) for i in range(256)]
+  batch_floats = [mnist_inputs.unit_floats(images[i:i + args.batch])
+                  for i in range(0, 256 - args.batch + 1, args.batch)]
+
+  print(f'model: {latest_version_dir(base_path)}')
+  print(f'server batching: {args.batching_parameters_file or "off"}; '
+        f'{os.cpu_count()} cores; {args.seconds:g} s per run')
+  results = {}
+  port = free_port()
+  server = start_server(base_path, args.model_name, port,
+                        args.batching_parameters_file)
+  target = f'127.0.0.1:{port}'
+  try:
+    for c in levels:
+      results['grpc', 1, c] = grpc_load(
+          'gRPC Predict, 1 image', target, singles, c, args.seconds,
+          args.warmup, 1)
+    for c in levels:
+      results['grpc', args.batch, c] = grpc_load(
+          f'gRPC Predict, {args.batch} images', target, batches, c,
+          args.seconds, args.warmup, args.batch)
+  finally:
+    server.send_signal(signal.SIGTERM)
+    try:
+      server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+      server.kill()
+
+  # The ceiling, with the server gone so that it has the cores to itself.
+  model = tf.saved_model.load(latest_version_dir(base_path))
+  function = model.signatures['predict_images']
+  for c in levels:
+    results['local', 1, c] = in_process_load(
+        'in-process call, 1 image', function, single_floats, c, args.seconds,
+        args.warmup, 1)
+  for c in levels:
+    results['local', args.batch, c] = in_process_load(
+        f'in-process call, {args.batch} images', function, batch_floats, c,
+        args.seconds, args.warmup, args.batch)
+
+  print(HEADER)
+  for size in (1, args.batch):
+    for c in levels:
+      print(results['local', size, c].row())
+    for c in levels:
+      print(results['grpc', size, c].row(results['local', size, c]))
+  if 8 in levels:
+    single = results['grpc', 1, 8]
+    ratio = single.throughput / results['local', 1, 8].throughput
+    p99 = np.percentile(single.latencies, 99) * 1000
+    print(f'\ntarget, single-image gRPC at concurrency 8: throughput '
+          f'{ratio:.0%} of in-process (>= 50%: '
+          f'{"met" if ratio >= 0.5 else "NOT met"}), p99 {p99:.2f} ms '
+          f'(< 20 ms: {"met" if p99 < 20 else "NOT met"})')
+  if scratch:
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == '__main__':
+  main()
