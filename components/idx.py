@@ -32,11 +32,31 @@ class IdxFormatError(ValueError):
   """An IDX file is missing or malformed; the message names the file."""
 
 
+def _is_remote(path: str) -> bool:
+  return '://' in path
+
+
+def _exists(path: str) -> bool:
+  if _is_remote(path):  # gs://, s3://, hdfs://: through TensorFlow's file systems
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    return tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path)
+  return os.path.isfile(path)
+
+
+def _read(path: str) -> bytes:
+  if _is_remote(path):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    with tf.io.gfile.GFile(path, 'rb') as f:
+      return f.read()
+  with open(path, 'rb') as f:
+    return f.read()
+
+
 def find_file(directory: str, name: str) -> str:
-  """Returns the path of `name` or `name.gz` in `directory`."""
+  """Returns the path of `name` or `name.gz` in `directory` (local or a URI)."""
   for candidate in (name, name + '.gz'):
     path = os.path.join(directory, candidate)
-    if os.path.isfile(path):
+    if _exists(path):
       return path
   raise IdxFormatError(
       f'{name}: not found in {directory} (looked for {name} and {name}.gz)')
@@ -45,8 +65,7 @@ def find_file(directory: str, name: str) -> str:
 def read_bytes(path: str) -> bytes:
   """Returns the content of an IDX file, decompressing `.gz` files."""
   name = os.path.basename(path)
-  with open(path, 'rb') as f:
-    data = f.read()
+  data = _read(path)
   if path.endswith('.gz') or data[:2] == b'\x1f\x8b':
     try:
       data = gzip.decompress(data)

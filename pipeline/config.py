@@ -18,7 +18,7 @@ SCHEMA_DIR = os.path.join(REPO_ROOT, 'pipeline', 'schema')
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
   """Hyper-parameters of the CNN and its optimisation (models/trainer/)."""
-  epochs: int = 15
+  epochs: int = 20
   batch_size: int = 128  # per replica; the global batch scales with replicas
   learning_rate: float = 2e-3  # Adam, decayed along a cosine to a fraction of it
   final_learning_rate_fraction: float = 0.01

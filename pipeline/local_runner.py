@@ -9,6 +9,7 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional
 
+from absl import logging as absl_logging
 from tfx import v1 as tfx
 
 from pipeline import config as config_lib
@@ -74,11 +75,14 @@ def run(config: config_lib.PipelineConfig,
   pipeline = build(config, train)
   progress = ProgressPrinter(len(pipeline.components), out)
   absl_logger = logging.getLogger('absl')
+  verbosity = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.INFO)  # the lines progress is read from
   absl_logger.addHandler(progress)
   try:
     tfx.orchestration.LocalDagRunner().run(pipeline)
   finally:
     absl_logger.removeHandler(progress)
+    absl_logging.set_verbosity(verbosity)
   return progress.times
 
 

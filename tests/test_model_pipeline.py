@@ -169,7 +169,7 @@ mnist_trainer.run_fn(fn_args_utils.FnArgs(
     eval_files=[examples + "/Split-valid/*"],
     transform_output=graph, serving_model_dir=out + "/serving",
     model_run_dir=out + "/run",
-    custom_config={"training": {"epochs": 1, "filters": 4, "batch_size": 32,
+    custom_config={"training": {"epochs": 1, "filters": 4, "batch_size": 8,
                                 "augment": False}}))
 print("REPLICAS", strategy.num_replicas_in_sync)
 '''

@@ -27,8 +27,13 @@ _SHUFFLE_BUFFER = 60000  # all of MNIST: a full shuffle every epoch
 
 
 def make_dataset(file_patterns: List[str], tf_transform_output, batch_size: int,
-                 training: bool) -> tf.data.Dataset:
-  """(image [28, 28, 1], label [1]) batches from transformed TFRecords, cached in memory."""
+                 training: bool, whole_batches: bool = False) -> tf.data.Dataset:
+  """(image [28, 28, 1], label [1]) batches from transformed TFRecords, cached in memory.
+
+  whole_batches drops a last partial batch: MirroredStrategy fails on a batch it
+  cannot split evenly over replicas (seen with logical CPU devices). Training always
+  drops it (a different few examples each epoch, as the data is reshuffled).
+  """
   files = [f for pattern in file_patterns for f in tf.io.gfile.glob(pattern)]
   spec = tf_transform_output.transformed_feature_spec()
   dataset = (
@@ -43,7 +48,7 @@ def make_dataset(file_patterns: List[str], tf_transform_output, batch_size: int,
       .cache())
   if training:
     dataset = dataset.shuffle(_SHUFFLE_BUFFER, reshuffle_each_iteration=True)
-  return dataset.batch(batch_size, drop_remainder=False).prefetch(
+  return dataset.batch(batch_size, drop_remainder=training or whole_batches).prefetch(
       tf.data.AUTOTUNE)
 
 
@@ -80,7 +85,8 @@ def run_fn(fn_args: tfx.components.FnArgs):
   train = make_dataset(fn_args.train_files, tf_transform_output, global_batch,
                        training=True)
   valid = make_dataset(fn_args.eval_files, tf_transform_output, global_batch,
-                       training=False)
+                       training=False,
+                       whole_batches=strategy.num_replicas_in_sync > 1)
   steps_per_epoch = sum(1 for _ in train)  # one pass also fills the cache
 
   with strategy.scope():

@@ -1,0 +1,420 @@
+"""The Kubeflow deployment: the compiled pipeline spec and TF Serving's manifests.
+
+The pipeline is compiled through `mnist-tfx compile` and the written spec is read
+back with KFP's own protos; what it must contain is derived from the pipeline object
+the local runner builds, not from a list kept here.
+"""
+
+import copy
+import importlib
+import json
+import os
+import re
+
+from click.testing import CliRunner
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+import pytest
+from tfx.dsl.components.base import base_component
+from tfx.dsl.components.base import executor_spec
+from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
+import yaml
+
+from kubeflow import manifests
+from kubeflow import runner
+from pipeline import cli
+from pipeline import config as config_lib
+from pipeline import local_runner
+from serving import batching
+
+DOCKERFILE = os.path.join(config_lib.REPO_ROOT, 'kubeflow', 'Dockerfile')
+IMAGE = 'registry.example/mnist-tfx:test'
+# Dataflow's args rather than the default, so they can only come from the config.
+BEAM_ARGS = ['--runner=DataflowRunner', '--project=example-project',
+             '--region=europe-west4', '--temp_location=gs://mnist-test/tmp',
+             f'--sdk_container_image={IMAGE}']
+SETTINGS = [
+    f'kubeflow.image={IMAGE}',
+    'kubeflow.pipeline_root=gs://mnist-test/root',
+    'kubeflow.serving_root=gs://mnist-test/serving',
+    'kubeflow.data_dir=gs://mnist-test/data',
+    'kubeflow.trainer_gpus=2',
+    'kubeflow.trainer_cpu=6',
+    'kubeflow.trainer_memory=24Gi',
+    'kubeflow.beam_pipeline_args=' + ','.join(BEAM_ARGS),
+]
+VOLUME_SETTINGS = SETTINGS[:1] + [
+    'kubeflow.trainer_image=registry.example/mnist-tfx:test-gpu',
+    'kubeflow.pipeline_root=gs://mnist-test/root',
+    'kubeflow.volume_claim=mnist-tfx-data',
+    'kubeflow.volume_mount_path=/mnt/mnist',
+    'kubeflow.serving_root=/mnt/mnist/serving',
+    'kubeflow.data_dir=/mnt/mnist/data',
+]
+
+
+def _config(settings):
+  config = config_lib.load('full')
+  for assignment in settings:
+    config = config_lib.apply_override(config, assignment)
+  return config
+
+
+def _compile(tmp_path, settings, name='pipeline.yaml'):
+  """Runs `mnist-tfx compile` with `settings`; returns the written documents."""
+  output = str(tmp_path / name)
+  args = ['compile', '--output', output]
+  for assignment in settings:
+    args += ['--set', assignment]
+  result = CliRunner().invoke(cli.main, args, catch_exceptions=False)
+  assert result.exit_code == 0, result.output
+  with open(output, encoding='utf-8') as f:
+    if name.endswith('.json'):
+      return [json.load(f)]
+    return list(yaml.safe_load_all(f))
+
+
+class Compiled:
+  """A compiled spec, parsed with KFP's protos, and the local pipeline beside it."""
+
+  def __init__(self, tmp_path, settings):
+    self.config = _config(settings)
+    self.documents = _compile(tmp_path, settings)
+    # Strict: a field PipelineSpec does not have fails the parse.
+    self.spec = json_format.ParseDict(self.documents[0],
+                                      pipeline_spec_pb2.PipelineSpec())
+    self.local = local_runner.build(self.config)
+    self.serving = manifests.load(str(tmp_path / 'kubeflow-serving.yaml'))
+
+  @property
+  def tasks(self):
+    return self.spec.root.dag.tasks
+
+  def container(self, task_name):
+    component = self.spec.components[self.tasks[task_name].component_ref.name]
+    executor = self.spec.deployment_spec.fields['executors'].struct_value.fields[
+        component.executor_label]
+    spec = pipeline_spec_pb2.PipelineDeploymentConfig.ExecutorSpec()
+    json_format.ParseDict(json_format.MessageToDict(executor.struct_value), spec)
+    assert spec.HasField('container'), f'{task_name} runs no container'
+    return spec.container
+
+  def parameter(self, task_name, name):
+    """A constant parameter of a task (schema 2.0.0 keeps them in constant_value)."""
+    value = self.tasks[task_name].inputs.parameters[name].runtime_value
+    if value.HasField('constant'):
+      return json_format.MessageToDict(value.constant)
+    kind = value.constant_value.WhichOneof('value')
+    assert kind, f'{task_name}.{name} is not a constant'
+    return getattr(value.constant_value, kind)
+
+  def components(self):
+    return [c for c in self.local.components
+            if isinstance(c, base_component.BaseComponent)]
+
+  def task_of(self, node_id):
+    """The task a local component became (its own id)."""
+    assert node_id in self.tasks, (
+        f'component {node_id} of the local pipeline is not in the spec: '
+        f'{sorted(self.tasks)}')
+    return node_id
+
+
+@pytest.fixture(scope='module')
+def compiled(tmp_path_factory):
+  return Compiled(tmp_path_factory.mktemp('kubeflow'), SETTINGS)
+
+
+@pytest.fixture(scope='module')
+def compiled_with_volume(tmp_path_factory):
+  return Compiled(tmp_path_factory.mktemp('kubeflow_volume'), VOLUME_SETTINGS)
+
+
+def _node_of(task_name, node_ids):
+  """Local node id of a task: its own, or `<id>-...` for the tasks TFX makes of
+  one node (the Resolver becomes one task per input)."""
+  if task_name in node_ids:
+    return task_name
+  owners = [i for i in node_ids if task_name.startswith(i + '-')]
+  assert owners, f'task {task_name} comes from no component of the local pipeline'
+  return max(owners, key=len)
+
+
+# --- the pipeline spec -------------------------------------------------------
+
+
+def test_spec_is_a_kfp_pipeline_with_its_root(compiled):
+  assert compiled.spec.pipeline_info.name == compiled.config.pipeline_name
+  assert compiled.spec.schema_version == '2.0.0'
+  assert compiled.spec.default_pipeline_root == 'gs://mnist-test/root'
+  assert len(compiled.documents) == 1  # no platform spec without a volume claim
+
+
+def test_spec_parse_is_strict(compiled):
+  broken = copy.deepcopy(compiled.documents[0])
+  broken['root']['dag']['taskz'] = broken['root']['dag'].pop('tasks')
+  with pytest.raises(json_format.ParseError):
+    json_format.ParseDict(broken, pipeline_spec_pb2.PipelineSpec())
+
+
+def test_every_local_component_with_the_same_dependencies(compiled):
+  local = compiled.local.components
+  node_ids = {node.id for node in local}
+  expected = {node.id: {up.id for up in node.upstream_nodes} for node in local}
+  found = {node_id: set() for node_id in node_ids}
+  for task_name, task in compiled.tasks.items():
+    found[_node_of(task_name, node_ids)] |= {
+        _node_of(t, node_ids) for t in task.dependent_tasks}
+  assert found == expected
+  for node in compiled.components():  # every component is a task of its own
+    compiled.task_of(node.id)
+  # The local pipeline's order is an order the spec's DAG allows.
+  position = {node.id: i for i, node in enumerate(local)}
+  for task_name, task in compiled.tasks.items():
+    for upstream in task.dependent_tasks:
+      assert (position[_node_of(upstream, node_ids)] <
+              position[_node_of(task_name, node_ids)])
+
+
+def test_every_step_runs_the_image(compiled):
+  for node in compiled.components():
+    container = compiled.container(compiled.task_of(node.id))
+    assert container.image == IMAGE, node.id
+    assert tuple(container.command) == kubeflow_v2_dag_runner.KUBEFLOW_TFX_CMD
+
+
+def test_project_files_are_read_from_the_image(compiled):
+  text = json.dumps(compiled.documents[0])
+  assert config_lib.REPO_ROOT not in text, 'the spec names this checkout'
+  copied = _dockerfile_project_dirs()
+  in_image = re.findall(re.escape(runner.IMAGE_PROJECT_DIR) + r'/[\w./-]+', text)
+  assert in_image, 'no module file or schema is read from the image'
+  for path in in_image:
+    relative = os.path.relpath(path, runner.IMAGE_PROJECT_DIR)
+    assert relative.split('/')[0] in copied, f'{path}: not copied into the image'
+    assert os.path.isfile(os.path.join(config_lib.REPO_ROOT, relative)), path
+
+
+def test_every_executor_class_is_in_the_image(compiled):
+  copied = _dockerfile_project_dirs()
+  for node in compiled.components():
+    args = list(compiled.container(node.id).args)
+    class_path = args[args.index('--executor_class_path') + 1]
+    module_name, class_name = class_path.rsplit('.', 1)
+    top = module_name.split('.')[0]
+    if os.path.isdir(os.path.join(config_lib.REPO_ROOT, top)):
+      assert top in copied, f'{class_path}: {top}/ is not copied into the image'
+    assert hasattr(importlib.import_module(module_name), class_name), class_path
+
+
+def test_trainer_asks_for_gpus_cpu_and_memory(compiled):
+  assert runner.TRAINER_ID in compiled.tasks, (
+      f'no {runner.TRAINER_ID} task to give the GPU to: {sorted(compiled.tasks)}')
+  resources = compiled.container(runner.TRAINER_ID).resources
+  assert resources.accelerator.resource_type == 'nvidia.com/gpu'
+  assert resources.accelerator.resource_count == '2'
+  assert resources.accelerator.count == 2  # what older backends read
+  assert resources.resource_cpu_limit == '6'
+  assert resources.resource_memory_limit == '24Gi'
+  assert resources.memory_limit == pytest.approx(24 * 2**30 / 1e9)
+
+
+def test_other_steps_get_cpu_and_memory_from_config(compiled):
+  kf = compiled.config.kubeflow
+  for node in compiled.components():
+    if node.id == runner.TRAINER_ID:
+      continue
+    resources = compiled.container(node.id).resources
+    beam = isinstance(node.executor_spec, executor_spec.BeamExecutorSpec)
+    cpu, memory = (kf.beam_cpu, kf.beam_memory) if beam else (kf.cpu, kf.memory)
+    assert (resources.resource_cpu_request, resources.resource_memory_limit) == (
+        cpu, memory), node.id
+    assert not resources.HasField('accelerator'), node.id
+
+
+def test_beam_components_get_the_cluster_beam_args(compiled):
+  beam_nodes = [node for node in compiled.components()
+                if isinstance(node.executor_spec, executor_spec.BeamExecutorSpec)]
+  assert len(beam_nodes) >= 3  # ExampleGen, StatisticsGen, Transform at least
+  for node in beam_nodes:
+    args = list(compiled.container(node.id).args)
+    assert args[args.index('{{$}}') + 1:] == BEAM_ARGS, node.id
+    assert not any('DirectRunner' in arg for arg in args), node.id
+
+
+def test_pusher_pushes_where_tf_serving_reads(compiled):
+  pushers = [t for t in compiled.tasks
+             if 'push_destination' in compiled.tasks[t].inputs.parameters]
+  assert len(pushers) == 1, f'expected one Pusher task, found {pushers}'
+  destination = json.loads(compiled.parameter(pushers[0], 'push_destination'))
+  base_path = destination['filesystem']['base_directory']
+  assert base_path == 'gs://mnist-test/serving/' + compiled.config.model_name
+  assert f'--model_base_path={base_path}' in _serving_container(
+      compiled.serving)['args']
+
+
+def test_example_gen_reads_the_cluster_data(compiled):
+  assert _example_gen_input(compiled) == 'gs://mnist-test/data'
+
+
+def test_vertex_job_json(tmp_path):
+  (job,) = _compile(tmp_path, SETTINGS, name='pipeline.json')
+  parsed = json_format.ParseDict(job, pipeline_spec_pb2.PipelineJob())
+  assert parsed.runtime_config.gcs_output_directory == 'gs://mnist-test/root'
+  spec = json_format.ParseDict(json_format.MessageToDict(parsed.pipeline_spec),
+                               pipeline_spec_pb2.PipelineSpec())
+  assert runner.TRAINER_ID in spec.root.dag.tasks
+
+
+# --- a volume claim, a Trainer image -----------------------------------------
+
+
+def test_volume_claim_is_mounted_in_every_step(compiled_with_volume):
+  documents = compiled_with_volume.documents
+  assert len(documents) == 2, 'no platform spec for the volume claim'
+  platform = json_format.ParseDict(documents[1], pipeline_spec_pb2.PlatformSpec())
+  executors = json_format.MessageToDict(
+      platform.platforms['kubernetes'].deployment_spec)['executors']
+  for node in compiled_with_volume.components():
+    label = compiled_with_volume.spec.components[node.id].executor_label
+    # The fields of kfp-kubernetes' KubernetesExecutorConfig.PvcMount.
+    assert executors[label] == {'pvcMount': [{
+        'mountPath': '/mnt/mnist',
+        'pvcNameParameter': {'runtimeValue': {'constant': 'mnist-tfx-data'}},
+        'constant': 'mnist-tfx-data',
+    }]}, node.id
+  assert _example_gen_input(compiled_with_volume) == '/mnt/mnist/data'
+
+
+def test_trainer_image(compiled_with_volume):
+  for node in compiled_with_volume.components():
+    image = compiled_with_volume.container(node.id).image
+    assert image == ('registry.example/mnist-tfx:test-gpu'
+                     if node.id == runner.TRAINER_ID else IMAGE), node.id
+
+
+def test_tf_serving_mounts_the_volume_claim(compiled_with_volume):
+  docs = compiled_with_volume.serving
+  for doc in docs:
+    manifests.validate(doc)
+  pod = _only(docs, 'Deployment')['spec']['template']['spec']
+  assert {'name': manifests.MODEL_VOLUME, 'persistentVolumeClaim': {
+      'claimName': 'mnist-tfx-data', 'readOnly': True}} in pod['volumes']
+  container = _serving_container(docs)
+  assert {'name': manifests.MODEL_VOLUME, 'mountPath': '/mnt/mnist',
+          'readOnly': True} in container['volumeMounts']
+  assert '--model_base_path=/mnt/mnist/serving/mnist' in container['args']
+
+
+def test_settings_that_cannot_work_are_refused(tmp_path):
+  result = CliRunner().invoke(
+      cli.main, ['compile', '--output', str(tmp_path / 'p.yaml'),
+                 '--set', 'kubeflow.pipeline_root=/local/path',
+                 '--set', 'kubeflow.serving_root=/mnt/x/serving',
+                 '--set', 'kubeflow.trainer_memory=lots'])
+  assert result.exit_code == 2
+  for expected in ('kubeflow.image is not set', 'kubeflow.data_dir is not set',
+                   "kubeflow.pipeline_root='/local/path'",
+                   "kubeflow.serving_root='/mnt/x/serving'",
+                   "kubeflow.trainer_memory='lots'"):
+    assert expected in result.output
+  assert not os.path.exists(tmp_path / 'p.yaml')
+
+
+# --- TF Serving's manifests --------------------------------------------------
+
+
+def test_serving_manifests_parse_as_kubernetes_objects():
+  docs = manifests.load()
+  assert sorted(doc['kind'] for doc in docs) == ['ConfigMap', 'Deployment',
+                                                 'Service']
+  for doc in docs:
+    manifests.validate(doc)
+
+
+def test_serving_manifests_serve_the_model_like_the_local_server(compiled):
+  config, docs = compiled.config, compiled.serving
+  for doc in docs:
+    manifests.validate(doc)
+  container = _serving_container(docs)
+  assert container['image'].startswith('tensorflow/serving:')
+  args = dict(arg.split('=', 1) if '=' in arg else (arg, '')
+              for arg in container['args'])
+  assert args['--model_name'] == config.model_name
+  assert args['--port'] == '8500' and args['--rest_api_port'] == '8501'
+  assert '--enable_batching' in args
+  ports = {p['name']: p['containerPort'] for p in container['ports']}
+  assert ports == {'grpc': 8500, 'http': 8501}
+  probe = container['readinessProbe']['httpGet']
+  assert probe['path'] == f'/v1/models/{config.model_name}'
+  assert ports[probe['port']] == 8501
+  service = _only(docs, 'Service')
+  assert {p['port']: ports[p['targetPort']] for p in service['spec']['ports']} == {
+      8500: 8500, 8501: 8501}
+  pod_labels = _only(docs, 'Deployment')['spec']['template']['metadata']['labels']
+  assert service['spec']['selector'].items() <= pod_labels.items()
+
+
+def test_batching_parameters_are_mounted_and_valid(compiled):
+  docs = compiled.serving
+  container = _serving_container(docs)
+  path = next(a.split('=', 1)[1] for a in container['args']
+              if a.startswith('--batching_parameters_file='))
+  mount = next(m for m in container['volumeMounts']
+               if path.startswith(m['mountPath'] + '/'))
+  pod = _only(docs, 'Deployment')['spec']['template']['spec']
+  volume = next(v for v in pod['volumes'] if v['name'] == mount['name'])
+  config_map = _only(docs, 'ConfigMap')
+  assert volume['configMap']['name'] == config_map['metadata']['name']
+  text = config_map['data'][os.path.relpath(path, mount['mountPath'])]
+  with open(manifests.BATCHING_PARAMETERS, encoding='utf-8') as f:
+    assert text == f.read()  # the same batching as the local server
+  batching.parse_batching_parameters(text)  # TF Serving's text format
+
+
+def test_a_typo_in_a_manifest_fails():
+  deployment = _only(manifests.load(), 'Deployment')
+  misspelt = copy.deepcopy(deployment)
+  container = misspelt['spec']['template']['spec']['containers'][0]
+  container['readinesProbe'] = container.pop('readinessProbe')
+  with pytest.raises(manifests.ManifestError, match='readinesProbe'):
+    manifests.validate(misspelt)
+  wrong_type = copy.deepcopy(deployment)
+  wrong_type['spec']['replicas'] = 'one'
+  with pytest.raises(manifests.ManifestError):
+    manifests.validate(wrong_type)
+  no_name = copy.deepcopy(deployment)
+  del no_name['spec']['template']['spec']['containers'][0]['name']
+  with pytest.raises(manifests.ManifestError):
+    manifests.validate(no_name)
+
+
+# --- helpers -----------------------------------------------------------------
+
+
+def _dockerfile_project_dirs():
+  """Top-level project folders kubeflow/Dockerfile copies to IMAGE_PROJECT_DIR."""
+  with open(DOCKERFILE, encoding='utf-8') as f:
+    text = f.read()
+  assert f'WORKDIR {runner.IMAGE_PROJECT_DIR}\n' in text
+  assert f'PYTHONPATH={runner.IMAGE_PROJECT_DIR}' in text
+  workdir_part = text.split(f'WORKDIR {runner.IMAGE_PROJECT_DIR}\n', 1)[1]
+  return {src for src, dst in re.findall(r'^COPY (\w+) (\w+)$', workdir_part,
+                                         re.M) if src == dst}
+
+
+def _example_gen_input(compiled):
+  (task,) = [t for t in compiled.tasks
+             if 'input_base' in compiled.tasks[t].inputs.parameters]
+  return compiled.parameter(task, 'input_base')
+
+
+def _only(docs, kind):
+  (doc,) = [d for d in docs if d['kind'] == kind]
+  return doc
+
+
+def _serving_container(docs):
+  pod = _only(docs, 'Deployment')['spec']['template']['spec']
+  (container,) = [c for c in pod['containers'] if c['name'] == manifests.CONTAINER]
+  return container
