@@ -1,0 +1,42 @@
+"""`mnist-tfx compile`: the pipeline as a Kubeflow Pipelines spec, and TF Serving's
+manifests for the same model base path."""
+
+import os
+
+import click
+
+from pipeline.cli_options import config_options
+
+
+@click.command('compile')
+@config_options
+@click.option('--output', default=None,
+              help='Pipeline spec to write: .yaml for Kubeflow Pipelines, .json '
+              'for a Vertex AI PipelineJob (default: '
+              '<output-dir>/kubeflow/<pipeline-name>.yaml).')
+def compile_command(config, output):
+  """Compile the pipeline for Kubeflow Pipelines (KubeflowV2DagRunner).
+
+  Cluster settings are fields of config.kubeflow, set with --set kubeflow.NAME=VALUE:
+  image, pipeline_root, serving_root and data_dir are required. Also writes
+  kubeflow-serving.yaml (TF Serving reading what the Pusher pushes) beside the spec.
+  """
+  # pylint: disable=g-import-not-at-top
+  from kubeflow import manifests
+  from kubeflow import runner
+  output = output or runner.default_output_path(config)
+  try:
+    job = runner.compile_pipeline(config, output)
+  except runner.KubeflowConfigError as e:
+    raise click.UsageError(str(e)) from e
+  serving = os.path.join(os.path.dirname(os.path.abspath(output)),
+                         'kubeflow-serving.yaml')
+  manifests.write(manifests.render(config), serving)
+  tasks = job['pipelineSpec']['root']['dag']['tasks']
+  click.echo(f'pipeline spec: {output} ({len(tasks)} tasks, image '
+             f'{config.kubeflow.image}, root {config.kubeflow.pipeline_root})')
+  click.echo(f'TF Serving manifests: {serving} (model base path '
+             f'{manifests.model_base_path(config)})')
+
+
+COMMANDS = [compile_command]
