@@ -56,13 +56,15 @@ def create_pipeline(
       max_train_examples=config.max_train_examples,
       max_test_examples=config.max_test_examples)
 
-  # Pixel and label statistics of every split: what validation compares to the schema.
-  statistics_gen = tfx.components.StatisticsGen(
-      examples=example_gen.outputs['examples'])
-
   # The schema is curated and versioned with the code, not inferred from the data
   # it is meant to check.
   schema_gen = tfx.components.ImportSchemaGen(schema_file=SCHEMA_FILE)
+
+  # Pixel and label statistics of every split: what validation compares to the
+  # schema (which also tells TFDV that the label is categorical).
+  statistics_gen = tfx.components.StatisticsGen(
+      examples=example_gen.outputs['examples'],
+      schema=schema_gen.outputs['schema'])
 
   example_validator = tfx.components.ExampleValidator(
       statistics=statistics_gen.outputs['statistics'],
@@ -82,7 +84,7 @@ def create_pipeline(
   transform.add_upstream_node(anomaly_gate)
 
   components = [
-      example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate,
+      example_gen, schema_gen, statistics_gen, example_validator, anomaly_gate,
       transform
   ]
   if train:

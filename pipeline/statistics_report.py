@@ -46,13 +46,20 @@ def load_split_statistics(
 def _feature_rows(split: str, stats: statistics_pb2.DatasetFeatureStatisticsList):
   dataset = stats.datasets[0]
   for feature in dataset.features:
-    num = feature.num_stats
-    common = num.common_stats
-    yield (split, feature.path.step[0] if feature.path.step else feature.name,
-           dataset.num_examples, common.num_missing,
-           f'{common.min_num_values}-{common.max_num_values}',
-           f'{num.min:g}', f'{num.max:g}', f'{num.mean:.3f}',
-           f'{num.num_zeros:,}')
+    name = feature.path.step[0] if feature.path.step else feature.name
+    if feature.HasField('num_stats'):
+      num = feature.num_stats
+      common = num.common_stats
+      summary = (f'{num.min:g}', f'{num.max:g}', f'{num.mean:.3f}',
+                 f'{num.num_zeros:,}')
+    else:  # categorical: the label, as the schema declares it
+      strings = feature.string_stats
+      common = strings.common_stats
+      top = strings.top_values[0] if strings.top_values else None
+      summary = (f'{strings.unique} distinct', '', '',
+                 f'most frequent: {top.value} ({top.frequency:,.0f})' if top else '')
+    yield (split, name, dataset.num_examples, common.num_missing,
+           f'{common.min_num_values}-{common.max_num_values}') + summary
 
 
 def _label_chart(split_stats) -> str:
@@ -87,7 +94,7 @@ def render(split_stats, anomalies_lines) -> str:
   rows = [row for split, stats in sorted(split_stats.items())
           for row in _feature_rows(split, stats)]
   header = ('split', 'feature', 'examples', 'missing', 'values per example',
-            'min', 'max', 'mean', 'zeros')
+            'min', 'max', 'mean', 'zeros / top value')
   table = '<table><tr>' + ''.join(f'<th>{h}</th>' for h in header) + '</tr>' + ''.join(
       '<tr>' + ''.join(f'<td>{html.escape(str(c))}</td>' for c in row) + '</tr>'
       for row in rows) + '</table>'

@@ -53,18 +53,22 @@ def make_dataset(file_patterns: List[str], tf_transform_output, batch_size: int,
 
 
 class KeepBestOnValid(keras.callbacks.Callback):
-  """Restores, at the end, the weights of the epoch with the best validation accuracy."""
+  """Restores, at the end, the weights of the epoch with the lowest validation loss.
 
-  def __init__(self, monitor: str = 'val_sparse_categorical_accuracy'):
+  The loss, not the accuracy: on 5000 validation images accuracy moves in steps of
+  0.02% and ties often, while the loss still tells the epochs apart.
+  """
+
+  def __init__(self, monitor: str = 'val_loss'):
     super().__init__()
     self.monitor = monitor
-    self.best = -1.0
+    self.best = float('inf')
     self.best_epoch = -1
     self._weights = None
 
   def on_epoch_end(self, epoch, logs=None):
     value = (logs or {}).get(self.monitor)
-    if value is not None and value > self.best:
+    if value is not None and value < self.best:
       self.best, self.best_epoch = value, epoch
       self._weights = self.model.get_weights()
 
