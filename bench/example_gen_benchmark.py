@@ -16,7 +16,7 @@ import tensorflow as tf
 from tfx import v1 as tfx
 
 from components import idx
-from components.idx_example_gen import IdxExampleGen, chunk_to_examples
+from components.idx_example_gen import IdxExampleGen, to_example
 from pipeline import config as config_lib
 from pipeline import data
 
@@ -36,8 +36,8 @@ def numpy_conversion(data_dir: str, out_dir: str, config) -> int:
     os.makedirs(os.path.join(out_dir, split))
     path = os.path.join(out_dir, split, 'data.tfrecord.gz')
     with tf.io.TFRecordWriter(path, options) as writer:
-      for record in chunk_to_examples(images, labels, list(indices)):
-        writer.write(record)
+      for i in indices:
+        writer.write(to_example(images[i].tolist(), int(labels[i])))
         count += 1
   return count
 

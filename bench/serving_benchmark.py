@@ -170,6 +170,7 @@ def start_server(base_path: str, model_name: str, port: int,
              f'--port={port}', '--rest_api_port=0', f'--model_name={model_name}',
              f'--model_base_path={base_path}',
              '--file_system_poll_wait_seconds=0']
+  command += os.environ.get('EXTRA', '').split()
   if batching_file:
     command.append(f'--batching_parameters_file={batching_file}')
   else:
