@@ -165,12 +165,14 @@ def free_port() -> int:
 
 
 def start_server(base_path: str, model_name: str, port: int,
-                 batching_file: str) -> subprocess.Popen:
+                 batching_file: str, extra_flags: Sequence[str] = ()
+                 ) -> subprocess.Popen:
+  extra_flags = list(extra_flags)
   command = [sys.executable, '-m', 'pipeline.cli', 'serve', '--host=127.0.0.1',
              f'--port={port}', '--rest_api_port=0', f'--model_name={model_name}',
              f'--model_base_path={base_path}',
              '--file_system_poll_wait_seconds=0']
-  command += os.environ.get('EXTRA', '').split()
+  command += extra_flags
   if batching_file:
     command.append(f'--batching_parameters_file={batching_file}')
   else:
@@ -206,6 +208,10 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--model_base_path', default=None,
                       help='Default: a stand-in model (tests/serving_testutil.py).')
+  parser.add_argument('--stand_in', choices=['linear', 'cnn'], default='cnn',
+                      help='Stand-in model without --model_base_path: a CNN '
+                           'as costly as the trained one, or the linear test '
+                           'model.')
   parser.add_argument('--model_name', default='mnist')
   parser.add_argument('--concurrency', default='1,8,32')
   parser.add_argument('--batch', type=int, default=32,
@@ -215,6 +221,9 @@ def main() -> None:
   parser.add_argument('--batching_parameters_file',
                       default=os.path.join(REPO, 'serving', 'batching_parameters.txt'),
                       help="Server batching ('' disables batching).")
+  parser.add_argument('--server_flags', default='',
+                      help="More `mnist-tfx serve` flags, e.g. "
+                           "'--tensorflow_intra_op_parallelism=0'.")
   args = parser.parse_args()
   levels = [int(c) for c in args.concurrency.split(',')]
 
@@ -224,7 +233,7 @@ def main() -> None:
     from tests import serving_testutil  # pylint: disable=g-import-not-at-top
     scratch = tempfile.mkdtemp(prefix='serving-bench-')
     base_path = os.path.join(scratch, args.model_name)
-    serving_testutil.write_version(base_path, 1)
+    serving_testutil.write_version(base_path, 1, architecture=args.stand_in)
   base_path = os.path.abspath(base_path)
 
   rng = np.random.default_rng(0)
@@ -236,13 +245,14 @@ def main() -> None:
   batch_floats = [mnist_inputs.unit_floats(images[i:i + args.batch])
                   for i in range(0, 256 - args.batch + 1, args.batch)]
 
-  print(f'model: {latest_version_dir(base_path)}')
+  print(f'model: {latest_version_dir(base_path)}' +
+        ('' if args.model_base_path else f' (stand-in: {args.stand_in})'))
   print(f'server batching: {args.batching_parameters_file or "off"}; '
         f'{os.cpu_count()} cores; {args.seconds:g} s per run')
   results = {}
   port = free_port()
   server = start_server(base_path, args.model_name, port,
-                        args.batching_parameters_file)
+                        args.batching_parameters_file, args.server_flags.split())
   target = f'127.0.0.1:{port}'
   try:
     for c in levels:

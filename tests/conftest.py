@@ -43,3 +43,26 @@ def small_mnist_dir(mnist_dir, tmp_path_factory) -> str:
 def images_of(count: int, rows: int = 28, cols: int = 28, seed: int = 0):
   return np.random.default_rng(seed).integers(
       0, 256, size=(count, rows, cols), dtype=np.uint8)
+
+
+@pytest.fixture(scope='session')
+def smoke_pipeline(mnist_dir, tmp_path_factory):
+  """The smoke profile run once on real MNIST: its config, after the run.
+
+  Its first pushed version, <model_base_path>/1, is the model the serving tests
+  serve (a real model trained by the pipeline, with the pushed signatures).
+  """
+  from pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
+  from pipeline import local_runner  # pylint: disable=g-import-not-at-top
+  config = config_lib.load('smoke', data_dir=mnist_dir,
+                           output_dir=str(tmp_path_factory.mktemp('smoke')))
+  local_runner.run(config, out=lambda line: None)
+  return config
+
+
+@pytest.fixture(scope='session')
+def smoke_model_version(smoke_pipeline) -> str:
+  """The version directory the smoke run pushed."""
+  path = os.path.join(smoke_pipeline.model_base_path, '1')
+  assert os.path.exists(os.path.join(path, 'saved_model.pb')), path
+  return path

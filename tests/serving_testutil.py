@@ -44,18 +44,15 @@ def expected_scores(version: int, images: np.ndarray) -> np.ndarray:
   return exp / exp.sum(axis=1, keepdims=True)
 
 
-class _LinearDigits(tf.Module):
-  """Pixels -> softmax(pixels @ kernel + bias) behind the three serving signatures."""
+class _Digits(tf.Module):
+  """The three serving signatures around `_scores` (float pixels -> softmax)."""
 
-  def __init__(self, version: int):
+  def __init__(self):
     super().__init__()
-    kernel, bias = weights(version)
-    self.kernel = tf.Variable(kernel, trainable=False)
-    self.bias = tf.Variable(bias, trainable=False)
     self.labels = tf.constant([str(d) for d in range(features.NUM_CLASSES)])
 
   def _scores(self, images):
-    return tf.nn.softmax(tf.matmul(images, self.kernel) + self.bias)
+    raise NotImplementedError
 
   def _parse(self, serialized):
     parsed = tf.io.parse_example(serialized, {
@@ -81,6 +78,54 @@ class _LinearDigits(tf.Module):
     return {'classes': classes, 'scores': scores}
 
 
+class _LinearDigits(_Digits):
+  """softmax(pixels @ kernel + bias): the test model, cheap to save and run."""
+
+  def __init__(self, version: int):
+    super().__init__()
+    kernel, bias = weights(version)
+    self.kernel = tf.Variable(kernel, trainable=False)
+    self.bias = tf.Variable(bias, trainable=False)
+
+  def _scores(self, images):
+    return tf.nn.softmax(tf.matmul(images, self.kernel) + self.bias)
+
+
+class _ConvDigits(_Digits):
+  """A Keras-example-sized CNN (conv 32, conv 64, dense 128) with random weights.
+
+  For the benchmark: it costs per call about what the trained model costs, so
+  server overhead is measured against a realistic amount of model work.
+  """
+
+  def __init__(self, version: int):
+    super().__init__()
+    rng = np.random.default_rng(2000 + version)
+
+    def variable(*shape):
+      fan_in = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
+      value = rng.normal(0.0, np.sqrt(2.0 / fan_in), size=shape)
+      return tf.Variable(value.astype(np.float32), trainable=False)
+
+    self.conv1, self.bias1 = variable(3, 3, 1, 32), variable(32)
+    self.conv2, self.bias2 = variable(3, 3, 32, 64), variable(64)
+    self.dense1, self.bias3 = variable(5 * 5 * 64, 128), variable(128)
+    self.dense2, self.bias4 = variable(128, 10), variable(10)
+
+  def _scores(self, images):
+    x = tf.reshape(images, [-1, features.IMAGE_ROWS, features.IMAGE_COLS, 1])
+    x = tf.nn.relu(tf.nn.conv2d(x, self.conv1, 1, 'VALID') + self.bias1)
+    x = tf.nn.max_pool2d(x, 2, 2, 'VALID')
+    x = tf.nn.relu(tf.nn.conv2d(x, self.conv2, 1, 'VALID') + self.bias2)
+    x = tf.nn.max_pool2d(x, 2, 2, 'VALID')
+    x = tf.reshape(x, [-1, 5 * 5 * 64])
+    x = tf.nn.relu(tf.matmul(x, self.dense1) + self.bias3)
+    return tf.nn.softmax(tf.matmul(x, self.dense2) + self.bias4)
+
+
+ARCHITECTURES = {'linear': _LinearDigits, 'cnn': _ConvDigits}
+
+
 def set_method_name(export_dir: str, signature: str, method_name: str) -> None:
   """Rewrites one signature's method_name in saved_model.pb.
 
@@ -98,9 +143,10 @@ def set_method_name(export_dir: str, signature: str, method_name: str) -> None:
     f.write(saved_model.SerializeToString())
 
 
-def save_model(export_dir: str, version: int) -> None:
+def save_model(export_dir: str, version: int,
+               architecture: str = 'linear') -> None:
   """Saves the stand-in of `version` to `export_dir` (which must not exist)."""
-  module = _LinearDigits(version)
+  module = ARCHITECTURES[architecture](version)
   tf.saved_model.save(module, export_dir, signatures={
       'serving_default': module.serving_default,
       'predict_images': module.predict_images,
@@ -124,7 +170,8 @@ def publish(base_path: str, version: int, write) -> str:
 
 
 def write_version(base_path: str, version: int,
-                  template: Optional[str] = None) -> str:
+                  template: Optional[str] = None,
+                  architecture: str = 'linear') -> str:
   """Pushes `version` into `base_path`: a fresh stand-in, or a copy of `template`.
 
   With `template` (a version directory of any model, e.g. a trained one) the
@@ -133,7 +180,25 @@ def write_version(base_path: str, version: int,
   if template:
     return publish(base_path, version,
                    lambda d: shutil.copytree(template, d))
-  return publish(base_path, version, lambda d: save_model(d, version))
+  return publish(base_path, version,
+                 lambda d: save_model(d, version, architecture))
+
+
+def start_server(*models, **options):
+  """A started ModelServer on 127.0.0.1, free ports, for (name, base_path) pairs
+  or ModelConfigs; `options` override ServerOptions (poll_seconds defaults to 0.1)."""
+  from serving import model_registry  # pylint: disable=g-import-not-at-top
+  from serving import server as server_lib  # pylint: disable=g-import-not-at-top
+  configs = [m if isinstance(m, model_registry.ModelConfig)
+             else model_registry.ModelConfig(*m) for m in models]
+  settings = dict(host='127.0.0.1', grpc_port=0, rest_port=0, poll_seconds=0.1)
+  settings.update(options)
+  return server_lib.ModelServer(
+      configs, server_lib.ServerOptions(**settings)).start()
+
+
+def latest_version(base_path: str) -> int:
+  return max(int(name) for name in os.listdir(base_path) if name.isdigit())
 
 
 def free_port() -> int:

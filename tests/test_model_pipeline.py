@@ -43,11 +43,8 @@ def _input_artifact_ids(config, node_id, key):
 
 
 @pytest.fixture(scope='module')
-def first_run(mnist_dir, tmp_path_factory):
-  config = config_lib.load('smoke', data_dir=mnist_dir,
-                           output_dir=str(tmp_path_factory.mktemp('pipeline')))
-  local_runner.run(config, out=lambda line: None)
-  return config, run_report.summarize(config)
+def first_run(smoke_pipeline):
+  return smoke_pipeline, run_report.summarize(smoke_pipeline)
 
 
 def test_first_run_is_blessed_and_pushed_as_version_1(first_run):

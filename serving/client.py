@@ -1,0 +1,261 @@
+"""Clients for programs: send digits to a TF Serving-compatible server.
+
+`GrpcClient` uses the official `tensorflow_serving.apis` stubs and `RestClient` TF
+Serving's REST API, so both talk to this project's server (`mnist-tfx serve`) and
+to TensorFlow Serving itself. Both take uint8 pixels [N, 784] (see mnist_inputs.py
+for reading image files and the IDX test set) and return a `Prediction`.
+
+Two signatures of the pushed model can answer:
+  serving_default  serialized tf.Examples (feature `image`, 784 int64 in 0-255)
+                   -> `probabilities` [N, 10], `classes` [N]
+  predict_images   float32 [N, 784] in [0, 1] -> `scores` [N, 10]
+                   (TF Serving's MNIST tutorial contract)
+
+    with client.GrpcClient('localhost:8500') as c:
+      prediction = c.predict(images)
+      print(prediction.digits, prediction.probabilities, prediction.model_version)
+"""
+
+import base64
+import dataclasses
+import json
+import urllib.error
+import urllib.request
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from serving import mnist_inputs
+
+DEFAULT_SIGNATURE = 'serving_default'
+IMAGES_SIGNATURE = 'predict_images'
+CLASSIFY_SIGNATURE = 'classify'
+SIGNATURES = (DEFAULT_SIGNATURE, IMAGES_SIGNATURE)
+
+
+@dataclasses.dataclass
+class Prediction:
+  digits: np.ndarray         # int64 [N]
+  probabilities: np.ndarray  # float32 [N, 10]
+  model_version: Optional[int]  # None when the server does not say (REST)
+  signature_name: str
+
+
+class RequestError(Exception):
+  """The server refused or failed a request; `code` is the gRPC status name."""
+
+  def __init__(self, code: str, message: str, http_status: Optional[int] = None):
+    super().__init__(f'{code}: {message}')
+    self.code = code
+    self.message = message
+    self.http_status = http_status
+
+
+def _check_signature(signature_name: str) -> None:
+  if signature_name not in SIGNATURES:
+    raise ValueError(f'signature_name must be one of {SIGNATURES}, '
+                     f'got {signature_name!r}')
+
+
+class GrpcClient:
+  """PredictionService/ModelService over gRPC with the official stubs."""
+
+  def __init__(self, target: str = 'localhost:8500', model_name: str = 'mnist',
+               timeout: float = 10.0, max_message_bytes: int = 64 << 20):
+    import grpc  # pylint: disable=g-import-not-at-top
+    from tensorflow_serving.apis import model_service_pb2_grpc  # pylint: disable=g-import-not-at-top
+    from tensorflow_serving.apis import prediction_service_pb2_grpc  # pylint: disable=g-import-not-at-top
+    self.model_name = model_name
+    self.timeout = timeout
+    self._grpc = grpc
+    self._channel = grpc.insecure_channel(target, options=[
+        ('grpc.max_receive_message_length', max_message_bytes),
+        ('grpc.max_send_message_length', max_message_bytes)])
+    self.prediction_stub = prediction_service_pb2_grpc.PredictionServiceStub(
+        self._channel)
+    self.model_stub = model_service_pb2_grpc.ModelServiceStub(self._channel)
+
+  def _spec(self, spec, signature_name: str = '', version: Optional[int] = None,
+            version_label: Optional[str] = None) -> None:
+    spec.name = self.model_name
+    if signature_name:
+      spec.signature_name = signature_name
+    if version is not None:
+      spec.version.value = version
+    elif version_label:
+      spec.version_label = version_label
+
+  def _call(self, method, request):
+    try:
+      return method(request, timeout=self.timeout)
+    except self._grpc.RpcError as e:
+      raise RequestError(e.code().name, e.details()) from None
+
+  def predict_request(self, images: np.ndarray,
+                      signature_name: str = DEFAULT_SIGNATURE,
+                      version: Optional[int] = None,
+                      version_label: Optional[str] = None):
+    """The PredictRequest for uint8 `images` [N, 784] (for callers that batch)."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    from tensorflow_serving.apis import predict_pb2  # pylint: disable=g-import-not-at-top
+    _check_signature(signature_name)
+    request = predict_pb2.PredictRequest()
+    self._spec(request.model_spec, signature_name, version, version_label)
+    if signature_name == IMAGES_SIGNATURE:
+      pixels = mnist_inputs.unit_floats(images)
+      request.inputs['images'].CopyFrom(tf.make_tensor_proto(pixels))
+    else:
+      examples = mnist_inputs.encode_examples(images)
+      request.inputs['examples'].CopyFrom(
+          tf.make_tensor_proto(examples, dtype=tf.string, shape=[len(examples)]))
+    return request
+
+  def predict(self, images: np.ndarray, signature_name: str = DEFAULT_SIGNATURE,
+              version: Optional[int] = None,
+              version_label: Optional[str] = None) -> Prediction:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    request = self.predict_request(images, signature_name, version,
+                                   version_label)
+    response = self._call(self.prediction_stub.Predict, request)
+    outputs = {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
+    if signature_name == IMAGES_SIGNATURE:
+      probabilities = outputs['scores']
+      digits = probabilities.argmax(axis=1)
+    else:
+      probabilities, digits = outputs['probabilities'], outputs['classes']
+    return Prediction(digits.astype(np.int64), probabilities.astype(np.float32),
+                      response.model_spec.version.value,
+                      response.model_spec.signature_name)
+
+  def classify(self, images: np.ndarray, signature_name: str = CLASSIFY_SIGNATURE,
+               version: Optional[int] = None
+               ) -> Tuple[List[List[Tuple[str, float]]], int]:
+    """([(label, score)] per image, model version) from the Classify API."""
+    from tensorflow.core.example import example_pb2  # pylint: disable=g-import-not-at-top
+    from tensorflow_serving.apis import classification_pb2  # pylint: disable=g-import-not-at-top
+    request = classification_pb2.ClassificationRequest()
+    self._spec(request.model_spec, signature_name, version)
+    for serialized in mnist_inputs.encode_examples(images):
+      request.input.example_list.examples.add().CopyFrom(
+          example_pb2.Example.FromString(serialized))
+    response = self._call(self.prediction_stub.Classify, request)
+    results = [[(c.label, c.score) for c in item.classes]
+               for item in response.result.classifications]
+    return results, response.model_spec.version.value
+
+  def model_status(self, version: Optional[int] = None):
+    from tensorflow_serving.apis import get_model_status_pb2  # pylint: disable=g-import-not-at-top
+    request = get_model_status_pb2.GetModelStatusRequest()
+    self._spec(request.model_spec, version=version)
+    return self._call(self.model_stub.GetModelStatus, request)
+
+  def metadata(self, version: Optional[int] = None):
+    """GetModelMetadataResponse; unpack metadata['signature_def'] to read it."""
+    from tensorflow_serving.apis import get_model_metadata_pb2  # pylint: disable=g-import-not-at-top
+    request = get_model_metadata_pb2.GetModelMetadataRequest(
+        metadata_field=['signature_def'])
+    self._spec(request.model_spec, version=version)
+    return self._call(self.prediction_stub.GetModelMetadata, request)
+
+  def close(self) -> None:
+    self._channel.close()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()
+
+
+class RestClient:
+  """The same calls over TF Serving's REST API (JSON over HTTP)."""
+
+  def __init__(self, target: str = 'localhost:8501', model_name: str = 'mnist',
+               timeout: float = 10.0):
+    self.base_url = target if '://' in target else f'http://{target}'
+    self.model_name = model_name
+    self.timeout = timeout
+
+  def _path(self, version: Optional[int] = None,
+            version_label: Optional[str] = None) -> str:
+    path = f'{self.base_url}/v1/models/{self.model_name}'
+    if version is not None:
+      path += f'/versions/{version}'
+    elif version_label:
+      path += f'/labels/{version_label}'
+    return path
+
+  def _request(self, url: str, document: Optional[Dict[str, Any]] = None):
+    data = None if document is None else json.dumps(document).encode('utf-8')
+    request = urllib.request.Request(
+        url, data=data, headers={'Content-Type': 'application/json'})
+    try:
+      with urllib.request.urlopen(request, timeout=self.timeout) as response:
+        return json.loads(response.read())
+    except urllib.error.HTTPError as e:
+      body = e.read()
+      try:
+        message = json.loads(body)['error']
+      except (ValueError, KeyError, TypeError):
+        message = body.decode('utf-8', 'replace')
+      raise RequestError(f'HTTP {e.code}', message, e.code) from None
+    except urllib.error.URLError as e:
+      raise RequestError('UNAVAILABLE', str(e.reason)) from None
+
+  def predict(self, images: np.ndarray, signature_name: str = DEFAULT_SIGNATURE,
+              version: Optional[int] = None,
+              version_label: Optional[str] = None) -> Prediction:
+    _check_signature(signature_name)
+    if signature_name == IMAGES_SIGNATURE:
+      instances = mnist_inputs.unit_floats(images).tolist()
+    else:
+      instances = [{'b64': base64.b64encode(e).decode('ascii')}
+                   for e in mnist_inputs.encode_examples(images)]
+    document = self._request(
+        self._path(version, version_label) + ':predict',
+        {'signature_name': signature_name, 'instances': instances})
+    rows = document['predictions']
+    if signature_name == IMAGES_SIGNATURE:
+      probabilities = np.asarray(rows, dtype=np.float32)
+      digits = probabilities.argmax(axis=1)
+    else:
+      probabilities = np.asarray([r['probabilities'] for r in rows], np.float32)
+      digits = np.asarray([r['classes'] for r in rows])
+    return Prediction(digits.astype(np.int64), probabilities, None,
+                      signature_name)
+
+  def classify(self, images: np.ndarray, signature_name: str = CLASSIFY_SIGNATURE,
+               version: Optional[int] = None
+               ) -> Tuple[List[List[Tuple[str, float]]], Optional[int]]:
+    examples = [{'image': row.tolist()}
+                for row in mnist_inputs.as_pixels(images).astype(np.int64)]
+    document = self._request(
+        self._path(version) + ':classify',
+        {'signature_name': signature_name, 'examples': examples})
+    return [[(label, score) for label, score in item]
+            for item in document['results']], None
+
+  def model_status(self, version: Optional[int] = None) -> Dict[str, Any]:
+    return self._request(self._path(version))
+
+  def metadata(self, version: Optional[int] = None) -> Dict[str, Any]:
+    return self._request(self._path(version) + '/metadata')
+
+  def close(self) -> None:
+    pass
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()
+
+
+def connect(target: str, protocol: str = 'grpc', model_name: str = 'mnist',
+            timeout: float = 10.0):
+  """A GrpcClient or RestClient for `target` (host:port)."""
+  if protocol == 'grpc':
+    return GrpcClient(target, model_name, timeout)
+  if protocol == 'rest':
+    return RestClient(target, model_name, timeout)
+  raise ValueError(f'protocol must be grpc or rest, got {protocol!r}')

@@ -1,0 +1,323 @@
+"""Which model versions are served: version policy, loading, watching, hot swap.
+
+TF Serving's storage contract: a model's base path holds one directory per version,
+named by its integer version number (`<base_path>/<version>/saved_model.pb`). The
+registry polls every base path; the model's version policy (TF Serving's
+ServableVersionPolicy: the latest N versions, the default being the latest one;
+all; or specific versions) picks the versions to serve among those on disk.
+
+A newly wanted version is loaded and warmed up in the background while the current
+ones keep answering; only then is it published, by replacing the model's
+version -> Servable mapping in one assignment, so a request sees either the old
+mapping or the new one and never a half-loaded model. Versions no longer wanted are
+unloaded after that, so the model is never without a version (TF Serving's
+availability-preserving policy). A version that fails to load is retried a few
+times and then left alone, and the versions already serving stay up.
+
+Requests name a model and optionally a version or a version label (labels come from
+the model config, e.g. stable -> 3); no version means the latest served version.
+"""
+
+import dataclasses
+import logging
+import threading
+import time
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+
+import tensorflow as tf
+from google.protobuf import text_format
+from tensorflow_serving.apis import get_model_status_pb2
+from tensorflow_serving.apis import model_pb2
+from tensorflow_serving.config import model_server_config_pb2
+
+from serving import batching
+from serving import errors
+from serving import servable as servable_lib
+from serving import warmup
+
+State = get_model_status_pb2.ModelVersionStatus.State
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class VersionPolicy:
+  """TF Serving's ServableVersionPolicy: 'latest' (N), 'all' or 'specific'."""
+
+  kind: str = 'latest'
+  num_versions: int = 1
+  versions: Tuple[int, ...] = ()
+
+  def __post_init__(self):
+    if self.kind not in ('latest', 'all', 'specific'):
+      raise ValueError(f'unknown version policy {self.kind!r}')
+    if self.kind == 'latest' and self.num_versions < 1:
+      raise ValueError('latest policy needs num_versions >= 1')
+    if self.kind == 'specific' and not self.versions:
+      raise ValueError('specific policy needs at least one version')
+
+  def select(self, on_disk: Iterable[int]) -> Set[int]:
+    on_disk = sorted(set(on_disk))
+    if self.kind == 'latest':
+      return set(on_disk[-self.num_versions:])
+    if self.kind == 'all':
+      return set(on_disk)
+    return set(on_disk) & set(self.versions)
+
+  @classmethod
+  def parse(cls, text: str) -> 'VersionPolicy':
+    """'latest', 'latest:2', 'all' or 'specific:1,3' (for command lines)."""
+    kind, _, arg = text.partition(':')
+    if kind == 'latest':
+      return cls('latest', int(arg) if arg else 1)
+    if kind == 'all' and not arg:
+      return cls('all')
+    if kind == 'specific' and arg:
+      return cls('specific', versions=tuple(int(v) for v in arg.split(',')))
+    raise ValueError(
+        f'version policy {text!r}: expected latest[:N], all or specific:V1,V2')
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """One served model: TF Serving's ModelConfig, the fields that matter here."""
+
+  name: str
+  base_path: str
+  policy: VersionPolicy = VersionPolicy()
+  labels: Mapping[str, int] = dataclasses.field(default_factory=dict)
+
+
+def read_model_config_file(path: str) -> List[ModelConfig]:
+  """Reads TF Serving's --model_config_file (a text ModelServerConfig)."""
+  config = model_server_config_pb2.ModelServerConfig()
+  with open(path) as f:
+    text_format.Parse(f.read(), config)
+  if config.WhichOneof('config') != 'model_config_list':
+    raise ValueError(f'{path}: expected a model_config_list')
+  models = []
+  for model in config.model_config_list.config:
+    if model.model_platform not in ('', 'tensorflow'):
+      raise ValueError(f'{path}: model {model.name!r} has platform '
+                       f'{model.model_platform!r}; only tensorflow is served')
+    which = model.model_version_policy.WhichOneof('policy_choice')
+    if which == 'all':
+      policy = VersionPolicy('all')
+    elif which == 'specific':
+      policy = VersionPolicy(
+          'specific', versions=tuple(model.model_version_policy.specific.versions))
+    elif which == 'latest':
+      policy = VersionPolicy(
+          'latest', model.model_version_policy.latest.num_versions or 1)
+    else:
+      policy = VersionPolicy()
+    models.append(ModelConfig(model.name, model.base_path, policy,
+                              dict(model.version_labels)))
+  return models
+
+
+def versions_on_disk(base_path: str) -> Dict[int, str]:
+  """{version: path} of the complete SavedModel version directories."""
+  try:
+    names = tf.io.gfile.listdir(base_path)
+  except tf.errors.NotFoundError:
+    return {}
+  found = {}
+  for name in names:
+    name = name.rstrip('/')
+    if not name.isdigit():  # Pusher staging folders, stray files.
+      continue
+    path = f'{base_path.rstrip("/")}/{name}'
+    if tf.io.gfile.isdir(path) and servable_lib.is_saved_model_dir(path):
+      found[int(name)] = path
+  return found
+
+
+class _Model:
+  """Mutable state of one model; `available` is only ever replaced, not edited."""
+
+  def __init__(self, config: ModelConfig):
+    self.config = config
+    self.available: Dict[int, servable_lib.Servable] = {}
+    self.statuses: Dict[int, Tuple[int, str]] = {}  # version -> (state, error)
+    self.failures: Dict[int, int] = {}
+    self.warned_empty = False
+
+
+def _status_proto(version: int, state: int, error: str
+                  ) -> get_model_status_pb2.ModelVersionStatus:
+  status = get_model_status_pb2.ModelVersionStatus(version=version, state=state)
+  status.status.SetInParent()  # TF Serving always reports it, OK included.
+  if error:
+    status.status.error_code = errors.Code.UNKNOWN.value[0]
+    status.status.error_message = error
+  return status
+
+
+class ModelRegistry:
+  """The served models and versions; resolves ModelSpecs to loaded Servables."""
+
+  def __init__(self, models: Sequence[ModelConfig],
+               batching_params: Optional[batching.BatchingParameters] = None,
+               poll_seconds: float = 1.0, max_load_retries: int = 5,
+               enable_warmup: bool = True):
+    names = [m.name for m in models]
+    if len(set(names)) != len(names):
+      raise ValueError(f'model names must be unique, got {names}')
+    self._models = {m.name: _Model(m) for m in models}
+    self._batching_params = batching_params
+    self._poll_seconds = poll_seconds
+    self._max_load_retries = max_load_retries
+    self._enable_warmup = enable_warmup
+    self._lock = threading.Lock()
+    self._poll_lock = threading.Lock()
+    self._stop = threading.Event()
+    self._thread: Optional[threading.Thread] = None
+
+  # --- lifecycle ----------------------------------------------------------
+  def start(self) -> None:
+    """Loads what is on disk now, then watches the base paths (if polling)."""
+    self.poll()
+    if self._poll_seconds > 0:
+      self._thread = threading.Thread(
+          target=self._watch, name='model-registry', daemon=True)
+      self._thread.start()
+
+  def stop(self) -> None:
+    self._stop.set()
+    if self._thread:
+      self._thread.join(timeout=30)
+    for model in self._models.values():
+      servables, model.available = model.available, {}
+      for servable in servables.values():
+        servable.close()
+
+  def _watch(self) -> None:
+    while not self._stop.wait(self._poll_seconds):
+      try:
+        self.poll()
+      except Exception:  # pylint: disable=broad-except
+        log.exception('polling the model base paths failed; retrying')
+
+  def poll(self) -> None:
+    """One pass: load newly wanted versions, then unload unwanted ones."""
+    with self._poll_lock:
+      for model in self._models.values():
+        self._poll_model(model)
+
+  def _poll_model(self, model: _Model) -> None:
+    config = model.config
+    on_disk = versions_on_disk(config.base_path)
+    if not on_disk and not model.warned_empty:
+      log.warning('no versions of model %r found under %s', config.name,
+                  config.base_path)
+    model.warned_empty = not on_disk
+    for version in [v for v in model.failures if v not in on_disk]:
+      del model.failures[version]  # Pushed again later: a fresh start.
+    wanted = config.policy.select(on_disk)
+    for version in sorted(wanted - set(model.available), reverse=True):
+      if self._stop.is_set():
+        return
+      if model.failures.get(version, 0) > self._max_load_retries:
+        continue
+      self._load(model, version, on_disk[version])
+    # Unload what is no longer wanted, but never the last version standing
+    # unless it left the disk.
+    wanted_up = wanted & set(model.available)
+    retire = [v for v in model.available
+              if v not in on_disk or (v not in wanted and wanted_up)]
+    if retire:
+      old = model.available
+      self._publish(model, {v: s for v, s in old.items() if v not in retire})
+      for version in retire:
+        # Requests that already hold this servable finish on it (their own
+        # threads run its batches); it is freed when the last one lets go.
+        log.info('unloading model %r version %d', config.name, version)
+        self._set_status(model, version, State.UNLOADING)
+        old[version].close()
+        self._set_status(model, version, State.END)
+
+  def _load(self, model: _Model, version: int, path: str) -> None:
+    name = model.config.name
+    self._set_status(model, version, State.LOADING)
+    started = time.monotonic()
+    try:
+      servable = servable_lib.Servable.load(
+          name, version, path, self._batching_params)
+      calls = warmup.warm_up(servable) if self._enable_warmup else 0
+    except Exception as e:  # pylint: disable=broad-except
+      failures = model.failures.get(version, 0) + 1
+      model.failures[version] = failures
+      message = f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else e}'
+      log.error('loading model %r version %d from %s failed (attempt %d of %d): '
+                '%s', name, version, path, failures, self._max_load_retries + 1,
+                message)
+      self._set_status(model, version, State.END, message)
+      return
+    new = dict(model.available)
+    new[version] = servable
+    self._publish(model, new)
+    self._set_status(model, version, State.AVAILABLE)
+    log.info('model %r version %d available (loaded and %d warm-up calls in '
+             '%.2f s)', name, version, calls, time.monotonic() - started)
+
+  def _publish(self, model: _Model,
+               available: Dict[int, servable_lib.Servable]) -> None:
+    with self._lock:
+      model.available = available
+
+  def _set_status(self, model: _Model, version: int, state: int,
+                  error: str = '') -> None:
+    with self._lock:
+      model.statuses[version] = (state, error)
+
+  # --- requests -------------------------------------------------------------
+  def model_names(self) -> List[str]:
+    return sorted(self._models)
+
+  def resolve(self, spec: model_pb2.ModelSpec) -> servable_lib.Servable:
+    """The Servable a request's ModelSpec selects, or NOT_FOUND as TF Serving."""
+    model = self._models.get(spec.name)
+    available = model.available if model else {}
+    choice = spec.WhichOneof('version_choice')
+    if choice == 'version':
+      version = spec.version.value
+      servable = available.get(version)
+      if servable is None:
+        raise errors.not_found(
+            f'Servable not found for request: Specific({spec.name}, {version})')
+      return servable
+    if choice == 'version_label':
+      labels = model.config.labels if model else {}
+      if spec.version_label not in labels:
+        raise errors.invalid_argument(
+            f'Unrecognized servable version label: {spec.version_label}')
+      version = labels[spec.version_label]
+      servable = available.get(version)
+      if servable is None:
+        raise errors.not_found(
+            f'Servable not found for request: Specific({spec.name}, {version})')
+      return servable
+    if not available:
+      raise errors.not_found(
+          f'Servable not found for request: Latest({spec.name})')
+    return available[max(available)]
+
+  def version_statuses(self, name: str, version: Optional[int] = None
+                       ) -> List[get_model_status_pb2.ModelVersionStatus]:
+    """GetModelStatus: every version the model has seen, or one of them."""
+    model = self._models.get(name)
+    with self._lock:
+      statuses = dict(model.statuses) if model else {}
+    if version is not None:
+      if version not in statuses:
+        raise errors.not_found(
+            f'Could not find version {version} of model {name}')
+      return [_status_proto(version, *statuses[version])]
+    if not statuses:
+      raise errors.not_found(f'Could not find any versions of model {name}')
+    return [_status_proto(v, *statuses[v]) for v in sorted(statuses)]
+
+  def servables(self, name: str) -> Dict[int, servable_lib.Servable]:
+    model = self._models.get(name)
+    return dict(model.available) if model else {}
