@@ -43,7 +43,7 @@ class EvaluationConfig:
 @dataclasses.dataclass(frozen=True)
 class KubeflowConfig:
   """Where and how the pipeline runs on Kubeflow Pipelines (`mnist-tfx compile`,
-  kubeflow/runner.py, kubeflow/DEPLOY.md); set with --set kubeflow.NAME=VALUE.
+  kubeflow/runner.py, README.md, "Deploy on Kubeflow"); set with --set kubeflow.NAME=VALUE.
 
   It is defined before PipelineConfig, whose `kubeflow` field it is (the profiles
   below instantiate PipelineConfig).
@@ -78,7 +78,7 @@ class KubeflowConfig:
   trainer_gpu_type: str = 'nvidia.com/gpu'
   # Beam args of the Beam components on the cluster. The default runs Beam's
   # DirectRunner inside each step's pod, one worker per CPU of beam_cpu;
-  # kubeflow/DEPLOY.md gives the args for Dataflow, Flink and Spark.
+  # README.md, "Deploy on Kubeflow" gives the args for Dataflow, Flink and Spark.
   beam_pipeline_args: List[str] = dataclasses.field(default_factory=lambda: [
       '--runner=DirectRunner',
       '--direct_running_mode=multi_processing',
