@@ -6,10 +6,9 @@ Data flows top to bottom:
   (against the last blessed model) -> Pusher -> TF Serving's model base path.
 """
 
+import dataclasses
 import os
 from typing import List, Optional
-
-import dataclasses
 
 from ml_metadata.proto import metadata_store_pb2
 from tensorflow_model_analysis.proto import config_pb2 as tfma
@@ -27,7 +26,6 @@ TRANSFORM_MODULE = os.path.join(
     config_lib.MODULES_DIR, 'transform', 'mnist_transform.py')
 TRAINER_MODULE = os.path.join(
     config_lib.MODULES_DIR, 'trainer', 'mnist_trainer.py')
-ACCURACY = 'sparse_categorical_accuracy'  # TFMA's name for the Keras metric
 SCHEMA_FILE = os.path.join(config_lib.SCHEMA_DIR, 'schema.pbtxt')
 
 
