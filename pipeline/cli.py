@@ -28,9 +28,9 @@ class _DropKnownNoise(logging.Filter):
 
 
 def _quiet_logs(verbose: bool) -> None:
-  """Shows TFX's INFO logs only with --verbose; progress lines always."""
-  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
-  absl_logging.set_verbosity(absl_logging.INFO)  # The progress printer needs INFO.
+  """Shows TFX's INFO logs only with --verbose; progress lines always (the local
+  runner raises absl's verbosity to INFO for the run: its progress is read from
+  those lines)."""
   if not verbose:
     # Libraries install root handlers of their own; keep TFX's INFO lines from
     # them and show only warnings and errors.
