@@ -255,14 +255,12 @@ def main() -> None:
                         args.batching_parameters_file, args.server_flags.split())
   target = f'127.0.0.1:{port}'
   try:
-    for c in levels:
-      results['grpc', 1, c] = grpc_load(
-          'gRPC Predict, 1 image', target, singles, c, args.seconds,
-          args.warmup, 1)
-    for c in levels:
-      results['grpc', args.batch, c] = grpc_load(
-          f'gRPC Predict, {args.batch} images', target, batches, c,
-          args.seconds, args.warmup, args.batch)
+    for size, requests, label in ((1, singles, '1 image'),
+                                  (args.batch, batches, f'{args.batch} images')):
+      for c in levels:
+        results['grpc', size, c] = grpc_load(
+            f'gRPC Predict, {label}', target, requests, c, args.seconds,
+            args.warmup, size)
   finally:
     server.send_signal(signal.SIGTERM)
     try:
@@ -273,14 +271,12 @@ def main() -> None:
   # The ceiling, with the server gone so that it has the cores to itself.
   model = tf.saved_model.load(latest_version_dir(base_path))
   function = model.signatures['predict_images']
-  for c in levels:
-    results['local', 1, c] = in_process_load(
-        'in-process call, 1 image', function, single_floats, c, args.seconds,
-        args.warmup, 1)
-  for c in levels:
-    results['local', args.batch, c] = in_process_load(
-        f'in-process call, {args.batch} images', function, batch_floats, c,
-        args.seconds, args.warmup, args.batch)
+  for size, inputs, label in ((1, single_floats, '1 image'),
+                              (args.batch, batch_floats, f'{args.batch} images')):
+    for c in levels:
+      results['local', size, c] = in_process_load(
+          f'in-process call, {label}', function, inputs, c, args.seconds,
+          args.warmup, size)
 
   print(HEADER)
   for size in (1, args.batch):
