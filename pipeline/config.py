@@ -8,6 +8,7 @@ means changing it here, or overriding it with `--set name=value` on the CLI.
 
 import dataclasses
 import os
+import typing
 from typing import Any, Dict, List, Optional
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -131,6 +132,10 @@ class PipelineConfig:
 
   # --- derived paths --------------------------------------------------------
   @property
+  def abs_output_dir(self) -> str:
+    return self._abs(self.output_dir)
+
+  @property
   def pipeline_root(self) -> str:
     return os.path.join(self._abs(self.output_dir), 'pipelines', self.pipeline_name)
 
@@ -215,25 +220,45 @@ def apply_override(config: PipelineConfig, assignment: str) -> PipelineConfig:
     raise ValueError(
         f'--set takes name=value with name one of {override_names(config)}; '
         f'got {assignment!r}')
-  head, _, rest = name.partition('.')
-  if rest:
-    inner = getattr(config, head)
-    return dataclasses.replace(
-        config, **{head: apply_override(inner, f'{rest}={text}')})
-  return dataclasses.replace(config, **_parse_value(config, name, text))
+  return _assign(config, name.split('.'), text, name)
 
 
-def _parse_value(config: Any, name: str, text: str) -> Dict[str, Any]:
-  """`text` typed like the current value of field `name`."""
-  current = getattr(config, name)
+def _assign(config: Any, path: List[str], text: str, name: str) -> Any:
+  head = path[0]
+  value = getattr(config, head)
+  if len(path) > 1:
+    value = _assign(value, path[1:], text, name)
+  else:
+    field_type = {f.name: f.type for f in dataclasses.fields(config)}[head]
+    optional = type(None) in typing.get_args(field_type)
+    value = _parse_value(value, text, name, optional)
+  return dataclasses.replace(config, **{head: value})
+
+
+_TRUE = ('1', 'true', 'yes', 'on')
+_FALSE = ('0', 'false', 'no', 'off')
+
+
+def _parse_value(current: Any, text: str, name: str, optional: bool) -> Any:
+  """`text` typed like `current`, the field's value now (`none` for None where the
+  field is Optional); ValueError names what was expected."""
   if isinstance(current, bool):
-    value: Any = text.lower() in ('1', 'true', 'yes', 'on')
-  elif isinstance(current, float):
-    value = float(text)
-  elif isinstance(current, int) or current is None:  # Optional[int] fields
-    value = None if text.lower() == 'none' else int(text)
+    if text.lower() not in _TRUE + _FALSE:
+      raise ValueError(f'{name}={text!r}: expected true or false')
+    value: Any = text.lower() in _TRUE
+  elif isinstance(current, (int, float)) or current is None:
+    kind = float if isinstance(current, float) else int  # None: Optional[int]
+    if optional and text.lower() == 'none':
+      value = None
+    else:
+      try:
+        value = kind(text)
+      except ValueError:
+        raise ValueError(
+            f'{name}={text!r}: expected {"a number" if kind is float else "an integer"}'
+            f'{" or none" if optional else ""}') from None
   elif isinstance(current, list):
     value = [item for item in text.split(',') if item]
   else:
     value = text
-  return {name: value}
+  return value

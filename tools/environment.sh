@@ -24,7 +24,8 @@ SUITE=trixie
 log() { printf '[environment] %s\n' "$*" >&2; }
 
 env_key() {
-  { cat "$REPO/requirements.in" "$REPO/requirements.lock" 2>/dev/null || true
+  { cat "$REPO/requirements.in" "$REPO/requirements-test.in" "$REPO/requirements.lock" \
+      2>/dev/null || true
     echo "recipe=$RECIPE_VERSION"; } | sha256sum | cut -c1-16
 }
 
@@ -52,9 +53,13 @@ else
 fi
 READY="$ENV_DIR/.mnist-tfx-ready"
 
+# Requirement files of the development environment: the runtime dependencies and
+# the `test` extra (pyproject.toml reads the same files), constrained by the lock.
+REQUIREMENT_FILES=(requirements.in requirements-test.in)
+
 pip_install_args() {
-  # Constraints pin every transitive package once requirements.lock exists.
-  local args=(-r "$1/requirements.in")
+  local args=() file
+  for file in "${REQUIREMENT_FILES[@]}"; do args+=(-r "$1/$file"); done
   [ -f "$1/requirements.lock" ] && args+=(-c "$1/requirements.lock")
   printf '%s\n' "${args[@]}"
 }
@@ -112,58 +117,80 @@ exec chroot "$root" /usr/bin/env -i \
 INNER
 }
 
-build_rootfs() {
-  local partial="$ENV_DIR.partial" mirror started=$SECONDS
+# --- Populating an environment: the only part that needs the network. ----------
+# Each takes the directory to fill; ensure() below owns locking, naming and clean-up.
+
+populate_chroot() {
+  local dir="$1" mirror
   [ "$(id -u)" = 0 ] || { log "building the Debian 13 environment needs root (debootstrap, chroot)"; exit 1; }
   if ! command -v debootstrap >/dev/null; then
     log "installing debootstrap from the host's apt sources"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap; } \
+      > "$CACHE_ROOT/apt.log" 2>&1 || { log "installing debootstrap failed; see $CACHE_ROOT/apt.log"; exit 1; }
   fi
   mirror="$(debian_mirror)"
-  rm -rf "$partial"
-  mkdir -p "$CACHE_ROOT"
-  log "debootstrap $SUITE from $mirror into $partial (about 1 min)"
-  debootstrap --variant=minbase \
-    --include=python3,python3-venv,python3-dev,ca-certificates,g++ \
-    "$SUITE" "$partial" "$mirror" > "$CACHE_ROOT/debootstrap.log" 2>&1 \
-    || { log "debootstrap failed; see $CACHE_ROOT/debootstrap.log"; exit 1; }
-  cp -L "$HOST_CA_BUNDLE" "$partial/etc/ssl/host-ca-bundle.crt"
-  log "creating the virtualenv and installing the pinned requirements (about 2 min)"
-  mapfile -t args < <(pip_install_args "$MNIST_TFX_REPO")
-  MNIST_TFX_CWD=/ in_rootfs "$partial" /bin/bash -c '
+  log "debootstrap $SUITE from $mirror (about 1 min)"
+  if ! debootstrap --variant=minbase \
+      --include=python3,python3-venv,python3-dev,ca-certificates,g++ \
+      "$SUITE" "$dir" "$mirror" > "$CACHE_ROOT/debootstrap.log" 2>&1; then
+    log "debootstrap failed; see $CACHE_ROOT/debootstrap.log"; exit 1
+  fi
+  cp -L "$HOST_CA_BUNDLE" "$dir/etc/ssl/host-ca-bundle.crt"
+  log "creating the virtualenv and installing the pinned requirements (about 1 min)"
+  mapfile -t args < <(pip_install_args "$REPO")
+  MNIST_TFX_CWD=/ in_rootfs "$dir" /bin/bash -c '
     set -e
     python3 -m venv /opt/venv
     /opt/venv/bin/pip install -q --upgrade pip
     /opt/venv/bin/pip install -q "$@"' pip "${args[@]}"
-  touch "$partial/.mnist-tfx-ready"
-  mv "$partial" "$ENV_DIR"
-  log "environment ready in $((SECONDS - started)) s: $ENV_DIR"
 }
 
-build_venv() {
-  local partial="$ENV_DIR.partial" started=$SECONDS
-  rm -rf "$partial"
-  mkdir -p "$CACHE_ROOT"
-  log "creating a virtualenv with the pinned requirements in $ENV_DIR"
+# What the venv path needs from the host, each named with the Debian package that
+# provides it: venv and ensurepip, and a C++ compiler with Python's headers for
+# pyfarmhash (a TFX dependency that ships no wheel).
+venv_prerequisites() {
+  local missing=()
+  python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=("python3-venv")
+  python3 -c 'import os, sys, sysconfig
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+    >/dev/null 2>&1 || missing+=("python3-dev")
+  command -v g++ >/dev/null 2>&1 || missing+=("g++")
+  if [ "${#missing[@]}" -gt 0 ]; then
+    log "cannot build the virtualenv: missing ${missing[*]} (Debian/Ubuntu: apt-get install ${missing[*]})"
+    exit 1
+  fi
+}
+
+populate_venv() {
+  local dir="$1"
+  venv_prerequisites
+  log "creating a virtualenv with the pinned requirements in $dir"
   mapfile -t args < <(pip_install_args "$REPO")
-  python3 -m venv "$ENV_DIR"
-  "$ENV_DIR/bin/pip" install -q --upgrade pip
-  "$ENV_DIR/bin/pip" install -q "${args[@]}"
-  touch "$READY"
-  log "environment ready in $((SECONDS - started)) s: $ENV_DIR"
+  python3 -m venv "$dir"
+  "$dir/bin/pip" install -q --upgrade pip
+  "$dir/bin/pip" install -q "${args[@]}"
 }
 
-# Keeps the two most recently used environments (about 4 GB each) and removes older
-# ones. The bind mounts of a command running in an old one live in that command's
+# --- The cache. ------------------------------------------------------------------
+
+# Removes what interrupted builds left (directories without a ready stamp, *.partial)
+# and keeps the two most recently used environments (about 4 GB each). Call it only
+# holding the build lock: then no build is under way and nothing unstamped is in use.
+# The bind mounts of a command running in an old environment live in that command's
 # private mount namespace, so removing it from here never reaches through them.
 prune_old() {
-  local keep=2 dir
-  ls -1dt "$CACHE_ROOT"/rootfs-*/.mnist-tfx-ready "$CACHE_ROOT"/venv-*/.mnist-tfx-ready \
-      2>/dev/null | tail -n +$((keep + 1)) | while read -r stamp; do
-    dir="$(dirname "$stamp")"
-    log "removing an older environment: $dir"
+  local keep=2 dir _
+  for dir in "$CACHE_ROOT"/rootfs-* "$CACHE_ROOT"/venv-*; do
+    [ -d "$dir" ] && [ ! -f "$dir/.mnist-tfx-ready" ] || continue
+    log "removing an unfinished environment: $dir"
     rm -rf --one-file-system "$dir"
   done
+  find "$CACHE_ROOT" -mindepth 2 -maxdepth 2 -name .mnist-tfx-ready -printf '%T@ %h\n' \
+    | sort -rn | tail -n +$((keep + 1)) | while read -r _ dir; do
+      [ "$dir" != "$ENV_DIR" ] || continue
+      log "removing an older environment: $dir"
+      rm -rf --one-file-system "$dir"
+    done
 }
 
 ensure() {
@@ -171,13 +198,34 @@ ensure() {
     touch "$READY" 2>/dev/null || true  # most recently used, for prune_old
     return 0
   fi
-  # One builder at a time per machine.
+  # One builder at a time per machine; a second caller waits and then uses it.
   mkdir -p "$CACHE_ROOT"
   exec 9>"$CACHE_ROOT/.build.lock"
-  flock 9
-  [ -f "$READY" ] && return 0
-  if [ "$MODE" = venv ]; then build_venv; else build_rootfs; fi
-  prune_old
+  if ! flock -n 9; then
+    log "another command is building the environment; waiting for it"
+    flock 9
+  fi
+  if [ ! -f "$READY" ]; then
+    build
+    prune_old
+  fi
+  exec 9>&-
+}
+
+# Builds into a directory without a ready stamp, renames it into place (a rootfs;
+# a virtualenv is not relocatable and is built in place) and stamps it last, so a
+# build cut short anywhere leaves nothing that looks ready.
+build() {
+  local started=$SECONDS
+  BUILDING="$ENV_DIR.partial"  # global: the EXIT trap reads it after we return
+  [ "$MODE" = venv ] && BUILDING="$ENV_DIR"
+  rm -rf --one-file-system "$ENV_DIR.partial" "$ENV_DIR"
+  trap 'rm -rf --one-file-system "$BUILDING"' EXIT
+  "populate_$MODE" "$BUILDING"
+  [ "$BUILDING" = "$ENV_DIR" ] || mv "$BUILDING" "$ENV_DIR"
+  trap - EXIT
+  touch "$READY"
+  log "environment ready in $((SECONDS - started)) s: $ENV_DIR"
 }
 
 main() {
@@ -200,6 +248,7 @@ main() {
   esac
 }
 
+# Run as a command, not when sourced (the tests source it to replace populate_*).
 # One line, read whole before it runs: editing this file while a command runs
 # cannot change what the running shell reads next.
-main "$@"; exit "$?"
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then main "$@"; exit "$?"; fi

@@ -21,6 +21,7 @@ from models import features
 from models.trainer import distribution
 from models.trainer import export
 from models.trainer import model as model_lib
+from models.trainer import progress
 from pipeline.config import TrainingConfig
 
 _SHUFFLE_BUFFER = 60000  # all of MNIST: a full shuffle every epoch
@@ -102,6 +103,7 @@ def run_fn(fn_args: tfx.components.FnArgs):
       train, validation_data=valid, epochs=hp.epochs, verbose=2,
       callbacks=[
           best,
+          progress.EpochProgress(hp.epochs),
           keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir),
       ])
 
