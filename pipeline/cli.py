@@ -118,9 +118,9 @@ def _run_and_report(config, say, log_path) -> None:
     local_runner.run(config, out=say)
   except Exception as e:  # pylint: disable=broad-except
     where = f'; the whole output is in {log_path}' if log_path else ''
-    first = (str(e).strip().splitlines() or [''])[0]
+    problems = '; '.join(line.strip() for line in str(e).splitlines() if line.strip())
     raise click.ClickException(
-        f'pipeline failed: {type(e).__name__}: {first}{where}') from None
+        f'pipeline failed: {type(e).__name__}: {problems}{where}') from None
   say(f'pipeline finished in {time.monotonic() - started:.1f} s')
   say(f'metadata: {config.metadata_path}')
   for node, outputs in mlmd.latest_outputs(config).items():
@@ -138,11 +138,19 @@ def _report(config, say=click.echo) -> None:
   say(f'report: {run_report.write(config, summary)}/index.html')
 
 
+def _open_run_then_tensorflow(config) -> None:
+  """For commands that read a run: its ML Metadata is checked before TensorFlow
+  loads (seconds), so no run or a corrupt database is one quick line."""
+  from pipeline import mlmd  # pylint: disable=g-import-not-at-top
+  mlmd.open_store(config)
+  output_capture.import_tensorflow_quietly()
+
+
 @main.command()
 @config_options
-@output_capture.quiet_tensorflow
 def report(config):
   """Print and write (pictures, HTML) the report of the latest run."""
+  _open_run_then_tensorflow(config)
   _report(config)
 
 
@@ -150,11 +158,11 @@ def report(config):
 @config_options
 @click.option('--version', 'version', type=int, default=None,
               help='Pushed version to trace (default: the newest).')
-@output_capture.quiet_tensorflow
 def lineage(config, version):
   """From ML Metadata: which data, schema, transform and training run produced the
   model that is serving."""
   from pipeline import mlmd  # pylint: disable=g-import-not-at-top
+  _open_run_then_tensorflow(config)
   for line in mlmd.serving_lineage(config, version):
     click.echo(line)
 
@@ -163,9 +171,9 @@ def lineage(config, version):
 @config_options
 @click.option('--output', default=None,
               help='HTML file to write (default: <output-dir>/reports/statistics.html).')
-@output_capture.quiet_tensorflow
 def stats(config, output):
   """Write TFDV's statistics and anomalies of the latest run as an HTML page."""
+  _open_run_then_tensorflow(config)
   from pipeline import statistics_report  # pylint: disable=g-import-not-at-top
   path = statistics_report.write(config, output)
   click.echo(f'statistics: {path}')

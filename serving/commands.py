@@ -105,7 +105,6 @@ def _setup_logging(verbose: bool) -> None:
 @click.option('--output-dir', 'output_dir', default=None,
               help='Pipeline output dir whose pushed model is served.')
 @click.option('-v', '--verbose', is_flag=True, help='Log every request.')
-@output_capture.quiet_tensorflow
 def serve(port, rest_api_port, host, model_name, model_base_path,
           model_config_file, model_version_policy, version_labels,
           enable_batching, batching_parameters_file,
@@ -115,12 +114,6 @@ def serve(port, rest_api_port, host, model_name, model_base_path,
           tensorflow_inter_op_parallelism, max_message_bytes, profile,
           output_dir, verbose):
   """Serve pushed models over TF Serving's gRPC and REST APIs."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from serving import batching  # pylint: disable=g-import-not-at-top
-  from serving import model_registry  # pylint: disable=g-import-not-at-top
-  from serving import server as server_lib  # pylint: disable=g-import-not-at-top
-
-  _setup_logging(verbose)
   if not port and not rest_api_port:
     raise click.UsageError('--port and --rest_api_port are both 0: nothing to serve')
   config = config_lib.load(profile)
@@ -132,6 +125,14 @@ def serve(port, rest_api_port, host, model_name, model_base_path,
     # The default is the Pusher's destination: nothing there means no run yet.
     raise UserError(f'no model pushed to {config.model_base_path}: run `mnist-tfx '
                     'run` first, or give --model_base_path')
+  output_capture.import_tensorflow_quietly()
+  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
+  from serving import batching
+  from serving import model_registry
+  from serving import server as server_lib
+  # pylint: enable=g-import-not-at-top
+  _setup_logging(verbose)
   try:
     if model_config_file:
       models = model_registry.read_model_config_file(model_config_file)
