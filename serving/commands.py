@@ -119,12 +119,6 @@ def serve(port, rest_api_port, host, model_name, model_base_path,
   config = config_lib.load(profile)
   if output_dir:
     config = config.replace(output_dir=output_dir)
-  if not (model_config_file or model_base_path or
-          os.path.isdir(config.model_base_path)):
-    # A path the user gives is served as TF Serving would: waiting for versions.
-    # The default is the Pusher's destination: nothing there means no run yet.
-    raise UserError(f'no model pushed to {config.model_base_path}: run `mnist-tfx '
-                    'run` first, or give --model_base_path')
   output_capture.import_tensorflow_quietly()
   # pylint: disable=g-import-not-at-top
   import tensorflow as tf
@@ -155,6 +149,12 @@ def serve(port, rest_api_port, host, model_name, model_base_path,
                 if batching_parameters_file else batching.BatchingParameters())
   except (OSError, ValueError) as e:
     raise click.UsageError(str(e)) from e
+  if not (model_config_file or model_base_path or
+          os.path.isdir(config.model_base_path)):
+    # A path the user gives is served as TF Serving would: waiting for versions.
+    # The default is the Pusher's destination: nothing there means no run yet.
+    raise UserError(f'no model pushed to {config.model_base_path}: run `mnist-tfx '
+                    'run` first, or give --model_base_path')
 
   options = server_lib.ServerOptions(
       host=host, grpc_port=port or None, rest_port=rest_api_port or None,
