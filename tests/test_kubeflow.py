@@ -83,7 +83,9 @@ class Compiled:
     # Strict: a field PipelineSpec does not have fails the parse.
     self.spec = json_format.ParseDict(self.documents[0],
                                       pipeline_spec_pb2.PipelineSpec())
-    self.local = local_runner.build(self.config)
+    # Building the local pipeline creates its metadata folder: under tmp_path.
+    self.local = local_runner.build(
+        self.config.replace(output_dir=str(tmp_path / 'local')))
     self.serving = manifests.load(str(tmp_path / 'kubeflow-serving.yaml'))
 
   @property
