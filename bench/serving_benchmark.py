@@ -174,9 +174,7 @@ def start_server(base_path: str, model_name: str, port: int,
              '--file_system_poll_wait_seconds=0']
   command += extra_flags
   if batching_file:
-    command.append(f'--batching_parameters_file={batching_file}')
-  else:
-    command.append('--enable_batching=false')
+    command += ['--enable_batching', f'--batching_parameters_file={batching_file}']
   process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
   channel = grpc.insecure_channel(f'127.0.0.1:{port}')

@@ -1,14 +1,14 @@
 """`mnist-tfx serve` and `mnist-tfx predict` (registered by pipeline/cli.py).
 
-`serve` takes tensorflow_model_server's flags, same names and syntax (--port,
---rest_api_port, --model_name, --model_base_path, --model_config_file,
---enable_batching, --batching_parameters_file, --file_system_poll_wait_seconds,
-...), so a TF Serving command line using them runs this server unchanged. Defaults come from
-pipeline/config.py: the model the Pusher pushes, under the profile's output dir.
+`serve` takes every flag of tensorflow_model_server, built from the one
+ServerOptions (serving/options.py) with TF Serving's names, syntax and defaults, so
+a TF Serving command line runs this server unchanged. Without a model base path or
+config file it serves what the Pusher pushed (pipeline/config.py).
 
 TensorFlow and gRPC are imported inside the commands: `mnist-tfx --help` stays fast.
 """
 
+import dataclasses
 import os
 import sys
 from typing import List, Optional
@@ -18,9 +18,7 @@ import click
 from pipeline import config as config_lib
 from pipeline import output_capture
 from pipeline.errors import UserError
-
-_BOOL = dict(type=click.BOOL, is_flag=False, flag_value=True, show_default=True,
-             metavar='BOOL')
+from serving import options as options_lib
 
 
 def _parse_indexes(specs) -> List[int]:
@@ -53,144 +51,137 @@ def _setup_logging(verbose: bool) -> None:
   logger.propagate = False
 
 
+def _server_flags(command):
+  """One option per ServerOptions field (serving/options.py), under TF Serving's
+  name and with its default: `--flag=value`, and bare `--flag` for booleans."""
+  for field in reversed(dataclasses.fields(options_lib.ServerOptions)):
+    help_text = field.metadata['help']
+    if not field.metadata['applicable']:
+      help_text += ' Accepted and ignored.'
+    if field.type is bool:
+      kind = dict(type=click.BOOL, is_flag=False, flag_value=True,
+                  default=field.default, metavar='true|false')
+    elif field.default is dataclasses.MISSING:  # the repeatable list
+      kind = dict(multiple=True, metavar='LABEL=VERSION')
+    else:
+      kind = dict(type=field.type, default=field.default)
+    command = click.option(f'--{field.name}', field.name, help=help_text,
+                           show_default=field.default not in ('', (), None),
+                           **kind)(command)
+  return command
+
+
 @click.command()
-@click.option('--port', type=int, default=8500, show_default=True,
-              help='gRPC port (0: no gRPC API).')
-@click.option('--rest_api_port', type=int, default=8501, show_default=True,
-              help='REST port (0: no REST API).')
-@click.option('--host', default='0.0.0.0', show_default=True,
-              help='Address to bind; 127.0.0.1 keeps the server local.')
-@click.option('--model_name', default=None,
-              help='Model name clients ask for (default: config model_name).')
-@click.option('--model_base_path', default=None,
-              help='Folder of numbered version folders (default: where the '
-                   'Pusher pushes, <output-dir>/serving/<model_name>).')
-@click.option('--model_config_file', default=None, type=click.Path(exists=True),
-              help="TF Serving's text ModelServerConfig (several models, "
-                   'version policies, labels); replaces --model_name/base path.')
-@click.option('--model_version_policy', default='latest', show_default=True,
-              help='latest[:N], all or specific:V1,V2 (TF Serving sets this in '
-                   'the model config file).')
-@click.option('--version_label', 'version_labels', multiple=True,
-              metavar='LABEL=VERSION',
-              help='Name a version (e.g. stable=3); repeatable.')
-@click.option('--enable_batching', default=True, help='Batch concurrent requests.',
-              **_BOOL)
-@click.option('--batching_parameters_file', default=None,
-              type=click.Path(exists=True),
-              help="TF Serving's BatchingParameters text file "
-                   '(see serving/batching_parameters.txt).')
-@click.option('--file_system_poll_wait_seconds', type=float, default=1.0,
-              show_default=True,
-              help='How often to look for new versions (0: only at start).')
-@click.option('--max_num_load_retries', type=int, default=5, show_default=True)
-@click.option('--enable_model_warmup', default=True, **_BOOL)
-@click.option('--grpc_max_threads', type=int, default=64, show_default=True,
-              help='gRPC request threads: the most requests in flight, and so '
-                   'the largest batch concurrent requests can form.')
-@click.option('--enable_signature_method_name_check', default=False, **_BOOL)
-@click.option('--tensorflow_intra_op_parallelism', type=int, default=1,
-              show_default=True,
-              help='Threads per op; 0: TensorFlow picks (one per core). 1 '
-                   'measured best here: Python request handling needs a core, '
-                   'and batches run in parallel (num_batch_threads) instead.')
-@click.option('--tensorflow_inter_op_parallelism', type=int, default=1,
-              show_default=True,
-              help='Ops of one call run at once; 0: TensorFlow picks.')
-@click.option('--max_message_bytes', type=int, default=64 << 20,
-              show_default=True, help='Largest request accepted (gRPC and REST).')
+@_server_flags
+@click.option('--version', 'print_version', is_flag=True,
+              help='Print the versions and exit, as tensorflow_model_server does.')
 @click.option('--profile', type=click.Choice(sorted(config_lib.PROFILES)),
               default='full', show_default=True,
-              help='Configuration whose pushed model is served by default.')
+              help='Without --model_base_path/--model_config_file: the profile '
+              'whose pushed model is served (as model --model_name, default '
+              'the pipeline\'s model name).')
 @click.option('--output-dir', 'output_dir', default=None,
               help='Pipeline output dir whose pushed model is served.')
 @click.option('-v', '--verbose', is_flag=True, help='Log every request.')
-def serve(port, rest_api_port, host, model_name, model_base_path,
-          model_config_file, model_version_policy, version_labels,
-          enable_batching, batching_parameters_file,
-          file_system_poll_wait_seconds, max_num_load_retries,
-          enable_model_warmup, grpc_max_threads,
-          enable_signature_method_name_check, tensorflow_intra_op_parallelism,
-          tensorflow_inter_op_parallelism, max_message_bytes, profile,
-          output_dir, verbose):
-  """Serve pushed models over TF Serving's gRPC and REST APIs."""
-  if not port and not rest_api_port:
-    raise click.UsageError('--port and --rest_api_port are both 0: nothing to serve')
+@click.pass_context
+def serve(ctx, print_version, profile, output_dir, verbose, **flags):
+  """Serve models over TF Serving's gRPC and REST APIs, with its flags.
+
+  Every flag of tensorflow_model_server 2.21 is accepted with its syntax and
+  default (REST only with --rest_api_port, batching only with --enable_batching).
+  Without --model_base_path or --model_config_file the model the pipeline pushed is
+  served.
+  """
+  if print_version:
+    import pipeline  # pylint: disable=g-import-not-at-top
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    click.echo(f'TensorFlow ModelServer: mnist-tfx {pipeline.__version__} (a '
+               f'stand-in for tensorflow_model_server)\nTensorFlow Library: '
+               f'{tf.__version__}')
+    return
+  flags['version_label'] = list(flags['version_label'])
+  options = options_lib.ServerOptions(**flags)
+  for name in options.inapplicable():
+    click.echo(f'warning: --{name} means nothing to this server '
+               f'({options_lib.field_help(name)}); ignored', err=True)
+  if not options.port and not options.grpc_socket_path:
+    raise click.UsageError('At least one of --port or --grpc_socket_path must '
+                           'be set')
+  output_capture.import_tensorflow_quietly()
+  from serving import server as server_lib  # pylint: disable=g-import-not-at-top
+  try:
+    server_lib.batching_parameters(options)  # a bad batching file: a usage error
+  except (OSError, ValueError) as e:
+    raise click.UsageError(str(e)) from e
+  pushed_model = not (options.model_config_file or options.model_base_path)
   config = config_lib.load(profile)
   if output_dir:
     config = config.replace(output_dir=output_dir)
-  output_capture.import_tensorflow_quietly()
+  if pushed_model and not os.path.isdir(config.model_base_path):
+    raise UserError(f'no model pushed to {config.model_base_path}: run `mnist-tfx '
+                    'run` first, or give --model_base_path')
   # pylint: disable=g-import-not-at-top
-  import tensorflow as tf
-  from serving import batching
+  from google.protobuf import text_format
   from serving import model_registry
-  from serving import server as server_lib
   # pylint: enable=g-import-not-at-top
   _setup_logging(verbose)
   try:
-    if model_config_file:
-      models = model_registry.read_model_config_file(model_config_file)
+    if options.model_config_file:
+      try:
+        models = model_registry.read_model_config_file(options.model_config_file)
+      except text_format.ParseError as e:
+        # TF Serving's words for it (util/proto_util.h), which clients match on.
+        click.echo('Error parsing text-format tensorflow.serving.ModelServerConfig: '
+                   f'{e}', err=True)
+        raise UserError(
+            'Failed to start server. Error: INVALID_ARGUMENT: Invalid protobuf '
+            f"file: '{options.model_config_file}'") from None
     else:
-      labels = {}
-      for assignment in version_labels:
-        label, sep, version = assignment.partition('=')
-        if not sep or not version.isdigit():
-          raise click.BadParameter(f'{assignment!r}: expected LABEL=VERSION',
-                                   param_hint='--version_label')
-        labels[label] = int(version)
+      name_given = (ctx.get_parameter_source('model_name') ==
+                    click.core.ParameterSource.COMMANDLINE)
       models = [model_registry.ModelConfig(
-          name=model_name or config.model_name,
-          base_path=model_base_path or config.model_base_path,
-          policy=model_registry.VersionPolicy.parse(model_version_policy),
-          labels=labels)]
-    params = None
-    if enable_batching:
-      params = (batching.load_batching_parameters(batching_parameters_file)
-                if batching_parameters_file else batching.BatchingParameters())
+          name=(options.model_name if name_given or not pushed_model
+                else config.model_name),
+          base_path=options.model_base_path or config.model_base_path,
+          policy=model_registry.VersionPolicy.parse(options.model_version_policy),
+          labels=_version_labels(options.version_label))]
+    server_lib.apply_thread_settings(options)
+    server = server_lib.ModelServer(models, options)
   except (OSError, ValueError) as e:
     raise click.UsageError(str(e)) from e
-  if not (model_config_file or model_base_path or
-          os.path.isdir(config.model_base_path)):
-    # A path the user gives is served as TF Serving would: waiting for versions.
-    # The default is the Pusher's destination: nothing there means no run yet.
-    raise UserError(f'no model pushed to {config.model_base_path}: run `mnist-tfx '
-                    'run` first, or give --model_base_path')
-
-  options = server_lib.ServerOptions(
-      host=host, grpc_port=port or None, rest_port=rest_api_port or None,
-      batching=params, poll_seconds=file_system_poll_wait_seconds,
-      max_load_retries=max_num_load_retries, enable_warmup=enable_model_warmup,
-      max_message_bytes=max_message_bytes, grpc_max_threads=grpc_max_threads,
-      signature_method_name_check=enable_signature_method_name_check)
-  try:
-    # Before any model is loaded: TensorFlow fixes its thread pools on first use.
-    tf.config.threading.set_intra_op_parallelism_threads(
-        tensorflow_intra_op_parallelism)
-    tf.config.threading.set_inter_op_parallelism_threads(
-        tensorflow_inter_op_parallelism)
-  except RuntimeError as e:  # TensorFlow already ran in this process.
-    click.secho(f'keeping TensorFlow\'s thread pools: {e}', fg='yellow', err=True)
-  server = server_lib.ModelServer(models, options)
   try:
     server.start()
-  except OSError as e:
-    click.secho(f'cannot start the server: {e}', fg='red', err=True)
-    sys.exit(1)
+  except (OSError, ValueError) as e:
+    raise UserError(f'Failed to start server. Error: {e}') from None
   for model in models:
     versions = sorted(server.registry.servables(model.name))
     click.echo(f'model {model.name}: versions {versions or "none yet"} from '
                f'{model.base_path} (policy {model.policy.kind})')
   if server.grpc_port:
-    click.echo(f'gRPC API at {host}:{server.grpc_port}')
+    click.echo(f'gRPC API at {options.host}:{server.grpc_port}')
+  if options.grpc_socket_path:
+    click.echo(f'gRPC API at unix:{options.grpc_socket_path}')
   if server.rest_port:
-    click.echo(f'REST API at http://{host}:{server.rest_port}/v1/models/'
+    click.echo(f'REST API at http://{options.host}:{server.rest_port}/v1/models/'
                f'{models[0].name}')
-  click.echo('batching: ' + (f'max_batch_size {params.max_batch_size}, '
-                             f'batch_timeout_micros {params.batch_timeout_micros}'
-                             if params else 'off'))
+  click.echo('batching: ' + (
+      f'max_batch_size {server.registry.batching_params.max_batch_size}, '
+      f'batch_timeout_micros {server.registry.batching_params.batch_timeout_micros}'
+      if server.registry.batching_params else 'off'))
   sys.stdout.flush()
   server.serve_until_signal()
   click.echo('server stopped')
+
+
+def _version_labels(assignments) -> dict:
+  labels = {}
+  for assignment in assignments:
+    label, sep, version = assignment.partition('=')
+    if not sep or not version.isdigit():
+      raise click.BadParameter(f'{assignment!r}: expected LABEL=VERSION',
+                               param_hint='--version_label')
+    labels[label] = int(version)
+  return labels
 
 
 @click.command()

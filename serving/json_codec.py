@@ -1,9 +1,10 @@
 """TF Serving's REST JSON formats (g3doc/api_rest.md, util/json_tensor.cc).
 
 Predict takes row (`instances`) or columnar (`inputs`) tensors and answers in the
-same layout (`predictions` or `outputs`); Classify takes `examples` (+ `context`)
-as feature maps and answers `results` as [label, score] pairs (api_rest.md calls
-the key `result`; TF Serving's code and therefore its clients use `results`).
+same layout (`predictions` or `outputs`); Classify and Regress take `examples`
+(+ `context`) as feature maps and answer `results`: [label, score] pairs per
+example, or one number per example (api_rest.md calls the key `result`; TF
+Serving's code, json_tensor.cc, and therefore its clients use `results`).
 Binary strings travel as {"b64": ...}; output tensors whose name ends in `_bytes`
 are always written that way. NaN and Infinity are accepted and written, as TF
 Serving does. Error messages follow TF Serving's wording where it says what was
@@ -20,6 +21,7 @@ import tensorflow as tf
 from tensorflow.core.example import example_pb2
 from tensorflow.core.example import feature_pb2
 from tensorflow_serving.apis import classification_pb2
+from tensorflow_serving.apis import regression_pb2
 
 from serving import errors
 
@@ -327,10 +329,10 @@ def _example(value: Any) -> example_pb2.Example:
   return example
 
 
-def fill_classification_request(
-    doc: Mapping[str, Any],
-    request: classification_pb2.ClassificationRequest) -> None:
-  """Fills signature name and input of `request` from a classify document."""
+def fill_classification_request(doc: Mapping[str, Any], request) -> None:
+  """Fills signature name and input of a ClassificationRequest or
+  RegressionRequest from a classify/regress document (json_tensor.cc
+  FillClassifyRegressRequestFromJson, which says "classify" for both)."""
   request.model_spec.signature_name = signature_name(doc)
   if 'examples' not in doc:
     raise errors.invalid_argument(
@@ -356,6 +358,16 @@ def classification_response(
   return {'results': [
       [[c.label, float(np.float32(c.score).astype(str))] for c in item.classes]
       for item in result.classifications]}
+
+
+def regression_response(
+    result: regression_pb2.RegressionResult) -> Dict[str, Any]:
+  """{"results": [value per example]} (json_tensor.cc MakeJsonFromRegressionResult)."""
+  if not result.regressions:
+    raise errors.invalid_argument(
+        'Cannot convert empty RegressionResults to JSON')
+  return {'results': [float(np.float32(r.value).astype(str))
+                      for r in result.regressions]}
 
 
 def dumps(document: Mapping[str, Any]) -> bytes:

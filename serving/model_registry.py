@@ -32,6 +32,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from serving import batching
 from serving import errors
+from serving import options as options_lib
 from serving import servable as servable_lib
 from serving import warmup
 
@@ -89,16 +90,25 @@ class ModelConfig:
 
 
 def read_model_config_file(path: str) -> List[ModelConfig]:
-  """Reads TF Serving's --model_config_file (a text ModelServerConfig)."""
+  """Reads TF Serving's --model_config_file (a text ModelServerConfig); a file
+  that does not parse raises text_format.ParseError."""
   config = model_server_config_pb2.ModelServerConfig()
   with open(path) as f:
     text_format.Parse(f.read(), config)
+  return model_configs(config, path)
+
+
+def model_configs(config: model_server_config_pb2.ModelServerConfig,
+                  source: str = 'model config') -> List[ModelConfig]:
+  """The models of a ModelServerConfig (file or HandleReloadConfigRequest)."""
   if config.WhichOneof('config') != 'model_config_list':
-    raise ValueError(f'{path}: expected a model_config_list')
+    raise ValueError(
+        f'{source}: ServerModelConfig type not supported. Only ModelConfigList '
+        'is currently supported')
   models = []
   for model in config.model_config_list.config:
     if model.model_platform not in ('', 'tensorflow'):
-      raise ValueError(f'{path}: model {model.name!r} has platform '
+      raise ValueError(f'{source}: model {model.name!r} has platform '
                        f'{model.model_platform!r}; only tensorflow is served')
     which = model.model_version_policy.WhichOneof('policy_choice')
     if which == 'all':
@@ -141,6 +151,7 @@ class _Model:
     self.available: Dict[int, servable_lib.Servable] = {}
     self.statuses: Dict[int, Tuple[int, str]] = {}  # version -> (state, error)
     self.failures: Dict[int, int] = {}
+    self.failed_at: Dict[int, float] = {}  # monotonic time of the last failure
     self.warned_empty = False
 
 
@@ -159,16 +170,21 @@ class ModelRegistry:
 
   def __init__(self, models: Sequence[ModelConfig],
                batching_params: Optional[batching.BatchingParameters] = None,
-               poll_seconds: float = 1.0, max_load_retries: int = 5,
-               enable_warmup: bool = True):
+               options: Optional[options_lib.ServerOptions] = None):
     names = [m.name for m in models]
     if len(set(names)) != len(names):
       raise ValueError(f'model names must be unique, got {names}')
+    options = options or options_lib.ServerOptions()
     self._models = {m.name: _Model(m) for m in models}
-    self._batching_params = batching_params
-    self._poll_seconds = poll_seconds
-    self._max_load_retries = max_load_retries
-    self._enable_warmup = enable_warmup
+    self.batching_params = batching_params
+    self._poll_seconds = options.file_system_poll_wait_seconds
+    self._max_load_retries = options.max_num_load_retries
+    self._retry_seconds = max(options.load_retry_interval_micros, 0) / 1e6
+    self._enable_warmup = options.enable_model_warmup
+    self._warmup_iterations = max(options.num_request_iterations_for_warmup, 1)
+    self._tags = [t.strip() for t in options.saved_model_tags.split(',') if t.strip()]
+    self._labels_need_versions = (
+        not options.allow_version_labels_for_unavailable_models)
     self._lock = threading.Lock()
     self._poll_lock = threading.Lock()
     self._stop = threading.Event()
@@ -176,8 +192,14 @@ class ModelRegistry:
 
   # --- lifecycle ----------------------------------------------------------
   def start(self) -> None:
-    """Loads what is on disk now, then watches the base paths (if polling)."""
+    """Loads what is on disk now, then watches the base paths (if polling).
+
+    Raises ValueError when a version label names a version that did not load
+    (TF Serving refuses such labels unless
+    --allow_version_labels_for_unavailable_models).
+    """
     self.poll()
+    self._check_labels(self._models.values())
     if self._poll_seconds > 0:
       self._thread = threading.Thread(
           target=self._watch, name='model-registry', daemon=True)
@@ -191,6 +213,59 @@ class ModelRegistry:
       servables, model.available = model.available, {}
       for servable in servables.values():
         servable.close()
+
+  def reconfigure(self, models: Sequence[ModelConfig]) -> None:
+    """Serves `models` from now on: new ones are loaded before this returns,
+    models no longer listed are unloaded, labels and policies are replaced
+    (TF Serving's ServerCore::ReloadConfig)."""
+    names = [m.name for m in models]
+    if len(set(names)) != len(names):
+      raise ValueError(f'model names must be unique, got {names}')
+    with self._poll_lock:
+      current = self._models
+      kept = {}
+      for config in models:
+        model = current.get(config.name)
+        if model is None:
+          log.info('adding model %r from %s', config.name, config.base_path)
+          model = _Model(config)
+        elif model.config != config:
+          model.config = config
+        kept[config.name] = model
+      for config in models:
+        self._poll_model(kept[config.name])
+      self._check_labels(kept.values())
+      removed = [m for name, m in current.items() if name not in kept]
+      with self._lock:
+        self._models = kept
+      for model in removed:
+        log.info('removing model %r', model.config.name)
+        self._unload_all(model)
+
+  def _check_labels(self, models) -> None:
+    if not self._labels_need_versions:
+      return
+    for model in models:
+      for label, version in model.config.labels.items():
+        if version not in model.available:
+          raise ValueError(
+              f'Request to assign label to version {version} of model '
+              f'{model.config.name}, which is not currently available for '
+              f'inference (label {label!r})')
+
+  def _unload_all(self, model: _Model) -> None:
+    old, model.available = model.available, {}
+    for version, servable in old.items():
+      self._set_status(model, version, State.UNLOADING)
+      servable.close()
+      self._set_status(model, version, State.END)
+
+  def version_states(self):
+    """(model name, version, state name) of every version seen, for metrics."""
+    with self._lock:
+      models = list(self._models.values())
+      return [(m.config.name, version, State.Name(state))
+              for m in models for version, (state, _) in sorted(m.statuses.items())]
 
   def _watch(self) -> None:
     while not self._stop.wait(self._poll_seconds):
@@ -218,8 +293,12 @@ class ModelRegistry:
     for version in sorted(wanted - set(model.available), reverse=True):
       if self._stop.is_set():
         return
-      if model.failures.get(version, 0) > self._max_load_retries:
+      failures = model.failures.get(version, 0)
+      if failures > self._max_load_retries:
         continue
+      if failures and time.monotonic() - model.failed_at.get(version, 0) < (
+          self._retry_seconds):
+        continue  # --load_retry_interval_micros not over yet
       self._load(model, version, on_disk[version])
     # Unload what is no longer wanted, but never the last version standing
     # unless it left the disk.
@@ -243,11 +322,13 @@ class ModelRegistry:
     started = time.monotonic()
     try:
       servable = servable_lib.Servable.load(
-          name, version, path, self._batching_params)
-      calls = warmup.warm_up(servable) if self._enable_warmup else 0
+          name, version, path, self.batching_params, tags=self._tags)
+      calls = (warmup.warm_up(servable, self._warmup_iterations)
+               if self._enable_warmup else 0)
     except Exception as e:  # pylint: disable=broad-except
       failures = model.failures.get(version, 0) + 1
       model.failures[version] = failures
+      model.failed_at[version] = time.monotonic()
       message = f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else e}'
       log.error('loading model %r version %d from %s failed (attempt %d of %d): '
                 '%s', name, version, path, failures, self._max_load_retries + 1,
@@ -272,9 +353,6 @@ class ModelRegistry:
       model.statuses[version] = (state, error)
 
   # --- requests -------------------------------------------------------------
-  def model_names(self) -> List[str]:
-    return sorted(self._models)
-
   def resolve(self, spec: model_pb2.ModelSpec) -> servable_lib.Servable:
     """The Servable a request's ModelSpec selects, or NOT_FOUND as TF Serving."""
     model = self._models.get(spec.name)

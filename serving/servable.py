@@ -1,23 +1,53 @@
 """One loaded model version: its signatures, input checks and model calls.
 
 A `Servable` is what TF Serving calls a servable: one version directory
-(`<base_path>/<version>/`, a SavedModel) loaded with `tf.saved_model.load`. Each
-signature becomes a `Signature` that checks request tensors against the
-signature's TensorSpecs (so a wrong name, dtype or shape is an INVALID_ARGUMENT that
-says what was expected, never a TensorFlow stack trace) and queues model calls on a
-batch scheduler.
+(`<base_path>/<version>/`, a SavedModel). It is loaded the way TF Serving loads it
+(tensorflow/cc/saved_model/loader.cc via servables/tensorflow/
+saved_model_bundle_factory.cc): the MetaGraph tagged `serve` is imported into a
+TensorFlow Session of its own, the variables are restored and the init op run.
+Requests then run the graph by the tensor names their SignatureDef lists, as
+TF Serving's `Session::Run` does (predict_util.cc, classifier.cc, regressor.cc,
+multi_inference.cc). This holds for TF1 graphs (SavedModelBuilder, whose inputs
+may be internal tensors rather than placeholders) and for TF2 / Keras SavedModels
+alike, since every SavedModel carries such a MetaGraph.
 
-The SignatureDefs come from saved_model.pb itself, not from the loaded functions,
-so GetModelMetadata reports exactly what TF Serving would for the same directory.
+Running the graph by tensor name, not through `tf.saved_model.load`'s functions,
+is also what makes the server exactly as lenient as TF Serving about shapes:
+TensorFlow's C++ runtime does not compare a fed tensor with the static shape of
+the tensor it replaces, so TF Serving answers `[3]` fed to an input declared
+`[-1,1]` (half_plus_two: y = 0.5 x + 2 elementwise) and so does this server. The
+Python-side checks of `Session.run` and of concrete functions are never on the
+path: the graph is run through Session callables (`Session::MakeCallable`). The
+request's input NAMES must still match the signature (TF Serving's
+VerifyRequestInputsSize), and a dtype that differs from the signature's is
+refused up front, as TensorFlow would refuse it at run time.
+
+Requests whose shapes fit the signature's declared shapes may be batched with
+others (batching.py); any other request runs alone, as given. If such a request
+fails inside TensorFlow, the error says which shape the signature declares.
+
+Inputs a request leaves out are taken from the SignatureDef's `defaults`, as TF
+Serving does (cc/saved_model/util.cc GetInputValues).
+
+Serving the MetaGraph also means serving what TF Serving serves, failures
+included: a Keras 3 model written with tf.saved_model.save loads, but its graph
+reads variables the MetaGraph's restore op does not create, so Predict answers
+FAILED_PRECONDITION "Could not find variable ..." in both servers
+(tensorflow/serving#2226); Keras 3's Model.export, and Keras 2 (tf_keras), work.
+
+The SignatureDefs reported by GetModelMetadata are the MetaGraph's own, so they
+are exactly what TF Serving reports for the same directory.
 """
 
-from typing import Dict, Iterable, Mapping, Optional
+import collections
+import logging
+import threading
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
-from google.protobuf import text_format
+from tensorflow.core.protobuf import config_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
-from tensorflow.core.protobuf import saved_model_pb2
 
 from serving import batching
 from serving import errors
@@ -25,22 +55,10 @@ from serving import tensors
 
 DEFAULT_SIGNATURE = 'serving_default'
 SERVE_TAG = 'serve'
+# The SignatureDef TF2 SavedModels use to name their init op; not a signature.
+INIT_OP_SIGNATURE = '__saved_model_init_op'
 
-
-def read_signature_defs(path: str) -> Dict[str, meta_graph_pb2.SignatureDef]:
-  """The SignatureDefs of the `serve` MetaGraph of the SavedModel at `path`."""
-  saved_model = saved_model_pb2.SavedModel()
-  binary = f'{path}/saved_model.pb'
-  if tf.io.gfile.exists(binary):
-    with tf.io.gfile.GFile(binary, 'rb') as f:
-      saved_model.ParseFromString(f.read())
-  else:
-    with tf.io.gfile.GFile(f'{path}/saved_model.pbtxt') as f:
-      text_format.Parse(f.read(), saved_model)
-  for meta_graph in saved_model.meta_graphs:
-    if SERVE_TAG in meta_graph.meta_info_def.tags:
-      return dict(meta_graph.signature_def)
-  raise ValueError(f'{path}: no MetaGraph tagged {SERVE_TAG!r}')
+log = logging.getLogger(__name__)
 
 
 def is_saved_model_dir(path: str) -> bool:
@@ -49,22 +67,104 @@ def is_saved_model_dir(path: str) -> bool:
              for name in ('saved_model.pb', 'saved_model.pbtxt'))
 
 
-def _shape_text(shape: Iterable[Optional[int]]) -> str:
-  return '[' + ','.join('-1' if d is None else str(d) for d in shape) + ']'
+def shape_text(shape) -> str:
+  """[-1,784] for a TensorShape/tuple, [] for a scalar, <unknown> for no rank."""
+  shape = tf.TensorShape(shape)
+  if shape.rank is None:
+    return '<unknown>'
+  return '[' + ','.join('-1' if d is None else str(d)
+                        for d in shape.as_list()) + ']'
+
+
+def _tensor_spec(info: meta_graph_pb2.TensorInfo) -> tf.TensorSpec:
+  return tf.TensorSpec(tf.TensorShape(info.tensor_shape),
+                       tf.dtypes.as_dtype(info.dtype))
+
+
+class GraphRunner:
+  """Runs one loaded MetaGraph by tensor names: TF Serving's Session::Run.
+
+  Each distinct (feeds, fetches) pair becomes a Session callable once; calling
+  one costs a few tens of microseconds and performs no Python-side shape check.
+  """
+
+  def __init__(self, session: tf.compat.v1.Session):
+    self._session = session
+    self._callables: Dict[Tuple[Tuple[str, ...], Tuple[str, ...]], object] = {}
+    self._lock = threading.Lock()
+
+  def run(self, feeds: Mapping[str, np.ndarray], fetches: Sequence[str],
+          timeout_in_ms: int = 0) -> List[np.ndarray]:
+    """The values of the tensors named in `fetches`, feeding `feeds` (tensor
+    name -> value). `timeout_in_ms` > 0 is RunOptions.timeout_in_ms (an
+    overrun is DEADLINE_EXCEEDED, as in TF Serving)."""
+    names = tuple(feeds)
+    values = [feeds[name] for name in names]
+    fetches = tuple(fetches)
+    if timeout_in_ms and timeout_in_ms > 0:
+      return self._run_with_options(names, values, fetches, timeout_in_ms)
+    key = (names, fetches)
+    function = self._callables.get(key)
+    if function is None:
+      with self._lock:
+        function = self._callables.get(key)
+        if function is None:
+          options = config_pb2.CallableOptions(feed=names, fetch=fetches)
+          function = self._session._make_callable_from_options(options)  # pylint: disable=protected-access
+          self._callables[key] = function
+    return [np.asarray(value) for value in function(*values)]
+
+  def _run_with_options(self, names, values, fetches, timeout_in_ms):
+    # Session.run would check the static shapes in Python; this is the call
+    # it makes after those checks (TF_SessionRun with RunOptions).
+    from tensorflow.python.client import pywrap_tf_session  # pylint: disable=g-import-not-at-top
+    graph = self._session.graph
+    feed_dict = {graph.get_tensor_by_name(name)._as_tf_output(): value  # pylint: disable=protected-access
+                 for name, value in zip(names, values)}
+    fetch_list = [graph.get_tensor_by_name(name)._as_tf_output()  # pylint: disable=protected-access
+                  for name in fetches]
+    options = config_pb2.RunOptions(timeout_in_ms=timeout_in_ms)
+    buffer = pywrap_tf_session.TF_NewBufferFromString(
+        options.SerializeToString())
+    try:
+      results = self._session._call_tf_sessionrun(  # pylint: disable=protected-access
+          buffer, feed_dict, fetch_list, [], None)
+    finally:
+      pywrap_tf_session.TF_DeleteBuffer(buffer)
+    return [np.asarray(value) for value in results]
 
 
 class Signature:
   """One signature of a loaded version: checks inputs, runs and batches calls."""
 
-  def __init__(self, name: str, function, method_name: str,
+  def __init__(self, name: str, signature_def: meta_graph_pb2.SignatureDef,
+               runner: GraphRunner,
                batching_params: Optional[batching.BatchingParameters],
                scheduler_name: str):
     self.name = name
-    self.method_name = method_name
-    self._function = function
-    self.inputs: Dict[str, tf.TensorSpec] = dict(
-        function.structured_input_signature[1])
-    self.outputs: Dict[str, tf.TensorSpec] = dict(function.structured_outputs)
+    self.signature_def = signature_def
+    self.method_name = signature_def.method_name
+    self._runner = runner
+    self.inputs: Dict[str, tf.TensorSpec] = {
+        key: _tensor_spec(info) for key, info in signature_def.inputs.items()}
+    self.outputs: Dict[str, tf.TensorSpec] = {
+        key: _tensor_spec(info) for key, info in signature_def.outputs.items()}
+    # Tensor names: what is fed and fetched (TensorInfo.name).
+    self.input_names: Dict[str, str] = {
+        key: info.name for key, info in signature_def.inputs.items()}
+    self.output_names: Dict[str, str] = {
+        key: info.name for key, info in signature_def.outputs.items()}
+    # SignatureDef.defaults: values for inputs a request may leave out
+    # (predict_util.cc VerifyRequestInputsSize, cc/saved_model/util.cc
+    # GetInputValues). tf.saved_model.save writes them for Python defaults.
+    self.defaults: Dict[str, np.ndarray] = {}
+    for key, proto in signature_def.defaults.items():
+      if key in self.inputs:
+        try:
+          self.defaults[key] = np.asarray(tf.make_ndarray(proto))
+        except Exception:  # pylint: disable=broad-except
+          log.warning('signature %r: default of input %r does not parse',
+                      name, key)
     self._input_dtypes = {
         key: (np.dtype(object) if spec.dtype == tf.string
               else np.dtype(spec.dtype.as_numpy_dtype))
@@ -73,21 +173,42 @@ class Signature:
     # Requests can be merged only if every tensor has a free leading batch axis.
     self.batchable = bool(self.inputs) and all(
         spec.shape.rank and spec.shape[0] is None for spec in specs)
+    self._scheduler: Optional[batching.BatchScheduler] = None
     if batching_params and self.batchable:
       self._scheduler = batching.BatchScheduler(
           self.run, batching_params, scheduler_name)
-    else:
-      self._scheduler = batching.DirectScheduler(self.run, name=scheduler_name)
+    self._direct_sizes: collections.Counter = collections.Counter()
 
   @property
   def batch_sizes(self):
+    """Rows per model call: batched calls, or each request's own call."""
+    if self._scheduler is None:
+      return self._direct_sizes
     return self._scheduler.batch_sizes
 
   def input_datatype(self, key: str) -> int:
     return self.inputs[key].dtype.as_datatype_enum
 
-  def check_inputs(self, inputs: Mapping[str, np.ndarray]) -> int:
-    """Checks names, dtypes and shapes; returns the batch size (rows)."""
+  def with_defaults(self, inputs: Mapping[str, np.ndarray]
+                    ) -> Mapping[str, np.ndarray]:
+    """`inputs` plus the signature's defaults for the inputs it leaves out,
+    if it names no unknown input; otherwise `inputs` as they are."""
+    missing = set(self.inputs) - set(inputs)
+    if not missing or not missing <= set(self.defaults) or (
+        not set(inputs) <= set(self.inputs)):
+      return inputs
+    filled = dict(inputs)
+    for key in missing:
+      filled[key] = self.defaults[key]
+    return filled
+
+  def check_inputs(self, inputs: Mapping[str, np.ndarray]) -> Optional[int]:
+    """Checks input names and dtypes, as far as TF Serving effectively does.
+
+    Returns the batch size (rows) when every input's shape fits the signature's
+    declared shape (the request may then be merged with others), else None:
+    the request runs alone with the shapes it has, as TF Serving runs it.
+    """
     if set(inputs) != set(self.inputs):
       sent, expected = sorted(inputs), sorted(self.inputs)
       extra = sorted(set(sent) - set(expected))
@@ -99,87 +220,171 @@ class Signature:
           f'Sent extra: {{{",".join(extra)}}}. '
           f'Missing but required: {{{",".join(missing)}}}.')
     rows = None
+    conforming = True
     for key, value in inputs.items():
       spec = self.inputs[key]
       expected_dtype = self._input_dtypes[key]
       if value.dtype != expected_dtype and not (
           expected_dtype == object and value.dtype.kind in ('S', 'U', 'O')):
+        # TensorFlow would refuse the feed ("Type mismatch"); say it plainly.
         raise errors.invalid_argument(
             f'input {key!r} of signature {self.name!r} has dtype '
             f'{tensors.dtype_name(tensors.datatype(value.dtype))}, expected '
             f'{tensors.dtype_name(spec.dtype.as_datatype_enum)} with shape '
-            f'{_shape_text(spec.shape)}')
+            f'{shape_text(spec.shape)}')
       if not spec.shape.is_compatible_with(value.shape):
-        raise errors.invalid_argument(
-            f'input {key!r} of signature {self.name!r} has shape '
-            f'{_shape_text(value.shape)}, expected {_shape_text(spec.shape)} '
-            f'({tensors.dtype_name(spec.dtype.as_datatype_enum)})')
-      if self.batchable:
+        conforming = False
+      elif value.ndim:
         if rows is not None and value.shape[0] != rows:
-          raise errors.invalid_argument(
-              'all inputs must have the same size in dimension 0 (the batch); '
-              f'got {rows} and {value.shape[0]} ({key!r})')
+          conforming = False
         rows = value.shape[0]
-    return rows or 1
+    if not conforming:
+      return None
+    return rows if rows is not None else 1
 
-  def run(self, inputs: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
-    """Calls the model now, in this thread."""
-    feeds = {}
-    for key, value in inputs.items():
-      if value.dtype.kind == 'U':
-        value = np.char.encode(value, 'utf-8')
-      feeds[key] = tf.constant(value, dtype=self.inputs[key].dtype)
-    result = self._function(**feeds)
-    return {key: tensor.numpy() for key, tensor in result.items()}
+  def _feed_value(self, key: str, value: np.ndarray) -> np.ndarray:
+    if value.dtype.kind == 'U':
+      return np.char.encode(value, 'utf-8').astype(object)
+    if value.dtype.kind == 'S':
+      return value.astype(object)
+    return value
+
+  def run(self, inputs: Mapping[str, np.ndarray],
+          output_keys: Optional[Sequence[str]] = None,
+          timeout_in_ms: int = 0) -> Dict[str, np.ndarray]:
+    """Runs the graph now, in this thread; the outputs named by `output_keys`
+    (all by default), keyed by alias."""
+    keys = list(self.outputs) if output_keys is None else list(output_keys)
+    feeds = {self.input_names[key]: self._feed_value(key, value)
+             for key, value in inputs.items()}
+    # Two aliases may name one tensor: fetch it once.
+    fetches = list(dict.fromkeys(self.output_names[key] for key in keys))
+    values = dict(zip(fetches, self._runner.run(feeds, fetches, timeout_in_ms)))
+    return {key: values[self.output_names[key]] for key in keys}
 
   def submit(self, inputs: Mapping[str, np.ndarray],
-             output_filter: Iterable[str] = ()) -> Dict[str, np.ndarray]:
+             output_filter: Iterable[str] = (),
+             timeout_in_ms: int = 0) -> Dict[str, np.ndarray]:
     """Checks `inputs`, runs them (batched with other requests if batching is
-    on) and returns the outputs, all or those named in `output_filter`."""
+    on and their shapes allow it) and returns the outputs, all or those named
+    in `output_filter` (TF Serving's checks and texts, predict_util.cc).
+    `timeout_in_ms` applies to calls that are not batched."""
+    inputs = self.with_defaults(inputs)
+    rows = self.check_inputs(inputs)
     output_filter = list(output_filter)
+    seen = set()
     for alias in output_filter:
       if alias not in self.outputs:
         raise errors.invalid_argument(
             f'output tensor alias not found in signature: {alias} Outputs '
             f'expected to be in the set {{{",".join(sorted(self.outputs))}}}.')
-    if len(set(output_filter)) != len(output_filter):
-      raise errors.invalid_argument('duplicate output tensor alias in filter')
-    rows = self.check_inputs(inputs)
-    outputs = self._scheduler.submit(dict(inputs), rows)
-    if output_filter:
-      outputs = {key: outputs[key] for key in output_filter}
-    return outputs
+      if alias in seen:
+        raise errors.invalid_argument(f'duplicate output tensor alias: {alias}')
+      seen.add(alias)
+    if self._scheduler is not None and rows is not None:
+      outputs = self._scheduler.submit(dict(inputs), rows)
+      if output_filter:
+        outputs = {key: outputs[key] for key in output_filter}
+      return outputs
+    self._direct_sizes[rows or 1] += 1
+    try:
+      return self.run(inputs, output_filter or None, timeout_in_ms)
+    except Exception as e:  # pylint: disable=broad-except
+      error = errors.from_exception(e)
+      if rows is None and error.code != errors.Code.DEADLINE_EXCEEDED:
+        error = errors.ServingError(
+            error.code, f'{error.message} ({self._shape_hint(inputs)})')
+      raise error from e
+
+  def _shape_hint(self, inputs: Mapping[str, np.ndarray]) -> str:
+    """Which inputs have shapes the signature does not declare."""
+    parts = []
+    for key in sorted(inputs):
+      spec = self.inputs[key]
+      if not spec.shape.is_compatible_with(inputs[key].shape):
+        parts.append(
+            f'input {key!r} of signature {self.name!r} has shape '
+            f'{shape_text(inputs[key].shape)}, the signature declares '
+            f'{shape_text(spec.shape)} '
+            f'({tensors.dtype_name(spec.dtype.as_datatype_enum)})')
+    return '; '.join(parts) or 'inputs of differing batch sizes'
 
   def close(self) -> None:
-    self._scheduler.close()
+    if self._scheduler is not None:
+      self._scheduler.close()
+
+
+def _dense(signature_def: meta_graph_pb2.SignatureDef) -> bool:
+  """Whether every TensorInfo names one tensor (not sparse/composite ones)."""
+  infos = list(signature_def.inputs.values()) + list(
+      signature_def.outputs.values())
+  return all(info.WhichOneof('encoding') == 'name' for info in infos)
+
+
+def load_session(path: str, tags: Sequence[str] = (SERVE_TAG,)
+                 ) -> Tuple[tf.compat.v1.Session, meta_graph_pb2.MetaGraphDef]:
+  """Loads the MetaGraph tagged `tags` into a new Session, as TF Serving does.
+
+  The session's ConfigProto is TensorFlow's context configuration, so
+  tf.config.threading settings made before the load apply to it.
+  """
+  from tensorflow.python.util import deprecation  # pylint: disable=g-import-not-at-top
+  graph = tf.Graph()
+  session = tf.compat.v1.Session(graph=graph)
+  try:
+    with graph.as_default(), deprecation.silence():
+      meta_graph = tf.compat.v1.saved_model.load(session, list(tags), path)
+  except BaseException:
+    session.close()
+    raise
+  graph.finalize()  # Requests only run it; nothing may add nodes.
+  return session, meta_graph
 
 
 class Servable:
   """One version of one model, loaded and ready to answer."""
 
-  def __init__(self, name: str, version: int, path: str, loaded,
-               signature_defs: Dict[str, meta_graph_pb2.SignatureDef],
+  def __init__(self, name: str, version: int, path: str,
+               session: tf.compat.v1.Session,
+               signature_defs: Mapping[str, meta_graph_pb2.SignatureDef],
                batching_params: Optional[batching.BatchingParameters]):
     self.name = name
     self.version = version
     self.path = path
-    self.signature_defs = signature_defs
-    self._loaded = loaded  # Keeps the variables the functions use alive.
+    self.signature_defs: Dict[str, meta_graph_pb2.SignatureDef] = dict(
+        signature_defs)
+    # The session is closed when the last request holding this servable lets
+    # go (Session.__del__), never under a running request.
+    self._session = session
+    self.runner = GraphRunner(session)
     self.signatures: Dict[str, Signature] = {}
-    for key, function in loaded.signatures.items():
-      method = signature_defs[key].method_name if key in signature_defs else ''
+    for key, signature_def in self.signature_defs.items():
+      if key == INIT_OP_SIGNATURE:
+        continue
+      if not _dense(signature_def):
+        log.warning('%s: signature %r uses sparse or composite tensors, which '
+                    'this server does not feed; it is not served', path, key)
+        continue
       self.signatures[key] = Signature(
-          key, function, method, batching_params, f'{name}-{version}-{key}')
+          key, signature_def, self.runner, batching_params,
+          f'{name}-{version}-{key}')
 
   @classmethod
   def load(cls, name: str, version: int, path: str,
-           batching_params: Optional[batching.BatchingParameters]) -> 'Servable':
-    signature_defs = read_signature_defs(path)
-    loaded = tf.saved_model.load(path, tags=[SERVE_TAG])
-    return cls(name, version, path, loaded, signature_defs, batching_params)
+           batching_params: Optional[batching.BatchingParameters],
+           tags: Sequence[str] = (SERVE_TAG,)) -> 'Servable':
+    session, meta_graph = load_session(path, tags)
+    return cls(name, version, path, session, meta_graph.signature_def,
+               batching_params)
 
   def signature(self, name: str) -> Optional[Signature]:
     return self.signatures.get(name or DEFAULT_SIGNATURE)
+
+  def run_tensors(self, feeds: Mapping[str, np.ndarray], fetches: Sequence[str],
+                  timeout_in_ms: int = 0) -> Dict[str, np.ndarray]:
+    """One Session::Run by tensor names (MultiInference): {fetch: value}."""
+    fetches = list(dict.fromkeys(fetches))
+    return dict(zip(fetches, self.runner.run(feeds, fetches, timeout_in_ms)))
 
   def batch_sizes(self) -> Dict[str, Dict[int, int]]:
     return {key: dict(sig.batch_sizes) for key, sig in self.signatures.items()}

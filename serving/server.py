@@ -1,11 +1,14 @@
-"""The model server: registry + batching + gRPC and REST front ends, in one object.
+"""The model server: registry + gRPC and REST front ends, started in TF Serving's order.
 
-`ModelServer` is what `mnist-tfx serve` runs and what the tests and the benchmark
-start in-process on loopback ports. Port 0 binds a free port (read it back from
-`grpc_port` / `rest_port` after start()); None disables that front end.
+`ModelServer` is what `mnist-tfx serve` runs and what the tests start in-process.
+As in TF Serving's Server::BuildAndStart (model_servers/server.cc), the models are
+loaded first and the front ends opened after; every setting comes from one
+`ServerOptions` (serving/options.py). With --model_config_file_poll_wait_seconds
+the config file is re-read while serving and models are added, removed and
+re-labelled (server.cc, PollFilesystemAndReloadConfig).
 """
 
-import dataclasses
+import logging
 import signal
 import threading
 from typing import Dict, Optional, Sequence
@@ -14,73 +17,108 @@ from serving import batching as batching_lib
 from serving import grpc_server
 from serving import inference as inference_lib
 from serving import model_registry
+from serving import monitoring
+from serving import options as options_lib
 from serving import rest_server
 
-DEFAULT_MAX_MESSAGE_BYTES = 64 << 20
+ServerOptions = options_lib.ServerOptions
+
+log = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass
-class ServerOptions:
-  """Everything but the models; defaults match `mnist-tfx serve`."""
+def batching_parameters(
+    options: ServerOptions) -> Optional[batching_lib.BatchingParameters]:
+  """TF Serving's rule: batching only with --enable_batching; a parameters file
+  without it is an error."""
+  if not options.enable_batching:
+    if options.batching_parameters_file:
+      raise ValueError(
+          'server_options.batching_parameters_file is set without setting '
+          'server_options.enable_batching to true.')
+    return None
+  if options.batching_parameters_file:
+    return batching_lib.load_batching_parameters(options.batching_parameters_file)
+  return batching_lib.BatchingParameters()
 
-  host: str = '0.0.0.0'
-  grpc_port: Optional[int] = 8500
-  rest_port: Optional[int] = 8501
-  # None: every request is its own model call.
-  batching: Optional[batching_lib.BatchingParameters] = dataclasses.field(
-      default_factory=batching_lib.BatchingParameters)
-  poll_seconds: float = 1.0
-  max_load_retries: int = 5
-  enable_warmup: bool = True
-  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-  # gRPC request threads: the most requests handled, and batched, at once.
-  grpc_max_threads: int = 64
-  signature_method_name_check: bool = False
+
+def apply_thread_settings(options: ServerOptions) -> None:
+  """The TensorFlow thread pools, before any model runs (they are fixed then)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  threads = options.thread_settings()
+  try:
+    tf.config.threading.set_intra_op_parallelism_threads(threads['intra'])
+    tf.config.threading.set_inter_op_parallelism_threads(threads['inter'])
+  except RuntimeError as e:  # TensorFlow already ran in this process.
+    log.warning("keeping TensorFlow's thread pools: %s", e)
 
 
 class ModelServer:
-  """Serves `models` over gRPC and REST until stop()."""
+  """Serves `models` over gRPC (TCP port and/or UNIX socket) and REST until stop()."""
 
   def __init__(self, models: Sequence[model_registry.ModelConfig],
                options: Optional[ServerOptions] = None):
     self.options = options or ServerOptions()
     self.registry = model_registry.ModelRegistry(
-        models, batching_params=self.options.batching,
-        poll_seconds=self.options.poll_seconds,
-        max_load_retries=self.options.max_load_retries,
-        enable_warmup=self.options.enable_warmup)
+        models, batching_params=batching_parameters(self.options),
+        options=self.options)
+    self.metrics = monitoring.from_options(self.options,
+                                           self.registry.version_states)
     self.inference = inference_lib.Inference(
         self.registry,
         # A legitimate tensor costs at least one byte per element on the wire;
         # more elements can only come from "fill" protos, which are refused.
         max_tensor_elements=self.options.max_message_bytes,
-        signature_method_name_check=self.options.signature_method_name_check)
+        signature_method_name_check=(
+            self.options.enable_signature_method_name_check),
+        outputs_as_tensor_content=(
+            self.options.enable_serialization_as_tensor_content))
     self._grpc: Optional[grpc_server.GrpcServer] = None
     self._rest: Optional[rest_server.RestServer] = None
+    self._stop = threading.Event()
+    self._config_poller: Optional[threading.Thread] = None
     self.grpc_port: Optional[int] = None
     self.rest_port: Optional[int] = None
 
   def start(self) -> 'ModelServer':
-    """Loads the models found on disk, then opens the ports."""
+    """Loads the models found on disk, then opens the front ends."""
     options = self.options
+    if not options.port and not options.grpc_socket_path:
+      raise ValueError('At least one of server_options.grpc_port or '
+                       'server_options.grpc_socket_path must be set.')
     self.registry.start()
     try:
-      if options.grpc_port is not None:
-        self._grpc = grpc_server.GrpcServer(
-            self.inference, options.host, options.grpc_port,
-            options.max_message_bytes, options.grpc_max_threads)
-        self.grpc_port = self._grpc.start()
-      if options.rest_port is not None:
-        self._rest = rest_server.RestServer(
-            self.inference, options.host, options.rest_port,
-            options.max_message_bytes)
-        self.rest_port = self._rest.start()
+      self._grpc = grpc_server.GrpcServer(self.inference, options, self.metrics)
+      self.grpc_port = self._grpc.start()
+      if options.rest_api_port:
+        if options.rest_api_port == options.port:
+          log.error('--rest_api_port equals --port (%d): no REST API',
+                    options.port)
+        else:
+          self._rest = rest_server.RestServer(self.inference, options,
+                                              self.metrics)
+          self.rest_port = self._rest.start()
     except Exception:
       self.stop()
       raise
+    if options.model_config_file and options.model_config_file_poll_wait_seconds > 0:
+      self._config_poller = threading.Thread(
+          target=self._poll_config_file, name='model-config-poller', daemon=True)
+      self._config_poller.start()
     return self
 
+  def _poll_config_file(self) -> None:
+    path = self.options.model_config_file
+    while not self._stop.wait(self.options.model_config_file_poll_wait_seconds):
+      try:
+        self.registry.reconfigure(model_registry.read_model_config_file(path))
+      except Exception as e:  # pylint: disable=broad-except
+        log.error('PollFilesystemAndReloadConfig failed to ReloadConfig: %s', e)
+
   def stop(self) -> None:
+    self._stop.set()
+    if self._config_poller:
+      self._config_poller.join(timeout=5)
+      self._config_poller = None
     if self._rest:
       self._rest.stop()
       self._rest = None

@@ -109,13 +109,20 @@ def to_ndarrays(protos: Mapping[str, tensor_pb2.TensorProto],
           for name, proto in protos.items()}
 
 
-def fill_proto(array: np.ndarray, proto: tensor_pb2.TensorProto) -> None:
-  """Writes `array` into `proto` with typed value fields (TF's AsProtoField)."""
+def fill_proto(array: np.ndarray, proto: tensor_pb2.TensorProto,
+               as_tensor_content: bool = False) -> None:
+  """Writes `array` into `proto` with typed value fields (TF's AsProtoField), or,
+  as_tensor_content, as raw bytes (AsProtoTensorContent; TF Serving's
+  --enable_serialization_as_tensor_content; strings keep string_val)."""
   array = np.asarray(array)
   proto.dtype = datatype(array.dtype)
   for size in array.shape:
     proto.tensor_shape.dim.add(size=size)
   flat = array.reshape(-1)
+  if as_tensor_content and proto.dtype != types_pb2.DT_STRING:
+    proto.tensor_content = np.ascontiguousarray(flat).astype(
+        flat.dtype.newbyteorder('<'), copy=False).tobytes()
+    return
   if proto.dtype == types_pb2.DT_STRING:
     proto.string_val.extend(
         v if isinstance(v, bytes) else str(v).encode('utf-8') for v in flat)

@@ -31,11 +31,13 @@ _SYNTHETIC_BATCH_SIZES = (1, 8)
 log = logging.getLogger(__name__)
 
 
-def warm_up(servable: servable_lib.Servable) -> int:
-  """Runs warm-up calls on `servable`; returns how many calls were made."""
+def warm_up(servable: servable_lib.Servable, iterations: int = 1) -> int:
+  """Runs warm-up calls on `servable` (each warm-up record `iterations` times,
+  TF Serving's --num_request_iterations_for_warmup); returns how many calls were
+  made."""
   path = os.path.join(servable.path, WARMUP_FILE)
   if tf.io.gfile.exists(path):
-    return _replay(servable, path)
+    return _replay(servable, path, iterations)
   calls = 0
   for signature in servable.signatures.values():
     for rows in _SYNTHETIC_BATCH_SIZES:
@@ -66,7 +68,7 @@ def _synthetic_inputs(signature: servable_lib.Signature,
   return inputs
 
 
-def _replay(servable: servable_lib.Servable, path: str) -> int:
+def _replay(servable: servable_lib.Servable, path: str, iterations: int) -> int:
   calls = 0
   for record in tf.data.TFRecordDataset(path).take(MAX_WARMUP_RECORDS):
     entry = prediction_log_pb2.PredictionLog.FromString(record.numpy())
@@ -89,6 +91,7 @@ def _replay(servable: servable_lib.Servable, path: str) -> int:
       raise ValueError(
           f'{path}: warm-up request names signature '
           f'{request.model_spec.signature_name!r}, which the model lacks')
-    signature.run(inputs)
-    calls += 1
+    for _ in range(iterations):
+      signature.run(inputs)
+      calls += 1
   return calls

@@ -186,12 +186,14 @@ def write_version(base_path: str, version: int,
 
 def start_server(*models, **options):
   """A started ModelServer on 127.0.0.1, free ports, for (name, base_path) pairs
-  or ModelConfigs; `options` override ServerOptions (poll_seconds defaults to 0.1)."""
+  or ModelConfigs; `options` override ServerOptions fields (TF Serving's flag
+  names; file_system_poll_wait_seconds defaults to 0.1 here)."""
   from serving import model_registry  # pylint: disable=g-import-not-at-top
   from serving import server as server_lib  # pylint: disable=g-import-not-at-top
   configs = [m if isinstance(m, model_registry.ModelConfig)
              else model_registry.ModelConfig(*m) for m in models]
-  settings = dict(host='127.0.0.1', grpc_port=0, rest_port=0, poll_seconds=0.1)
+  settings = dict(host='127.0.0.1', port=free_port(), rest_api_port=free_port(),
+                  file_system_poll_wait_seconds=0.1)
   settings.update(options)
   return server_lib.ModelServer(
       configs, server_lib.ServerOptions(**settings)).start()

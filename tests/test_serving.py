@@ -27,7 +27,6 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tensorflow_serving.apis import regression_pb2
 
 from tests import serving_testutil
-from serving import batching
 from serving import mnist_inputs
 
 MODEL = 'mnist'
@@ -54,12 +53,14 @@ def reference(model_base_path, version):
 
 
 @pytest.fixture(scope='module')
-def server(model_base_path):
+def server(model_base_path, tmp_path_factory):
   # A batch timeout makes concurrent requests batch deterministically.
-  params = batching.BatchingParameters(max_batch_size=16,
-                                       batch_timeout_micros=20000)
-  server = serving_testutil.start_server((MODEL, model_base_path),
-                                         batching=params, poll_seconds=0)
+  params = tmp_path_factory.mktemp('batching') / 'batching_parameters.txt'
+  params.write_text('max_batch_size { value: 16 }\n'
+                    'batch_timeout_micros { value: 20000 }\n')
+  server = serving_testutil.start_server(
+      (MODEL, model_base_path), enable_batching=True,
+      batching_parameters_file=str(params), file_system_poll_wait_seconds=0)
   yield server
   server.stop()
 
@@ -333,12 +334,14 @@ def test_wrong_dtype_says_which_is_expected(stub):
 
 
 def test_wrong_shape_says_which_is_expected(stub):
+  # TF Serving runs any shape the graph accepts ([1,28,28] reshapes fine); one
+  # it cannot run fails with the declared shape named.
   request = images_request(np.zeros((1, 784)))
   request.inputs['images'].CopyFrom(
-      tf.make_tensor_proto(np.zeros((1, 28, 28), np.float32)))
+      tf.make_tensor_proto(np.zeros((1, 783), np.float32)))
   error = rpc_error(stub.Predict, request)
   assert error.code() == Code.INVALID_ARGUMENT
-  assert '[1,28,28]' in error.details() and '[-1,784]' in error.details()
+  assert '[1,783]' in error.details() and '[-1,784]' in error.details()
 
 
 def test_unparsable_example_is_invalid_argument(stub):
@@ -391,12 +394,18 @@ def test_metadata_needs_signature_def_field(stub):
       Code.INVALID_ARGUMENT)
 
 
-def test_regress_and_multi_inference_are_unimplemented(stub):
+def test_regress_and_multi_inference_check_their_signatures(stub):
+  """The MNIST model has no regression signature: TF Serving's answers."""
   regress = regression_pb2.RegressionRequest()
   regress.model_spec.name = MODEL
-  assert rpc_error(stub.Regress, regress).code() == Code.UNIMPLEMENTED
+  regress.model_spec.signature_name = 'classify'
+  error = rpc_error(stub.Regress, regress)
+  assert error.code() == Code.INVALID_ARGUMENT
+  assert 'Expected one output Tensor.' in error.details()
   multi = inference_pb2.MultiInferenceRequest()
-  assert rpc_error(stub.MultiInference, multi).code() == Code.UNIMPLEMENTED
+  error = rpc_error(stub.MultiInference, multi)
+  assert error.code() == Code.INVALID_ARGUMENT
+  assert 'ModelSpec has no name specified.' in error.details()
 
 
 # --- batching -------------------------------------------------------------------
@@ -466,7 +475,7 @@ def test_tensor_content_of_wrong_length_is_refused(stub):
 
 def test_oversized_requests_are_refused_and_the_server_lives(model_base_path):
   server = serving_testutil.start_server(
-      (MODEL, model_base_path), poll_seconds=0, max_message_bytes=1 << 20)
+      (MODEL, model_base_path), file_system_poll_wait_seconds=0, max_message_bytes=1 << 20)
   try:
     with grpc.insecure_channel(f'127.0.0.1:{server.grpc_port}') as channel:
       stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
@@ -594,7 +603,9 @@ def test_rest_classify(server, reference, images):
     ('POST', '/v1/models/mnist:classify',
      {'signature_name': 'classify', 'examples': [{'image': [0.5] * 784}]}, 400,
      ['int64']),
-    ('POST', '/v1/models/mnist:regress', {'examples': [{}]}, 501, ['regress']),
+    ('POST', '/v1/models/mnist:regress',
+     {'signature_name': 'classify', 'examples': [{}]}, 400,
+     ['Expected one output Tensor.']),
     ('POST', '/v1/models/mnist:explain', {}, 400, ['Malformed']),
     ('GET', '/v1/models', None, 400, ['model name']),
     ('GET', '/v1/models/nope', None, 404, ['nope']),

@@ -31,7 +31,7 @@ def model_base_path(tmp_path_factory, smoke_model_version):
 @pytest.fixture(scope='module')
 def server(model_base_path):
   server = serving_testutil.start_server(('mnist', model_base_path),
-                                         poll_seconds=0)
+                                         file_system_poll_wait_seconds=0)
   yield server
   server.stop()
 
@@ -90,7 +90,8 @@ def test_predict_reports_server_errors(server, test_set):
                         '--server', f'127.0.0.1:{server.grpc_port}',
                         '--model_version', '42')
   assert code == 1
-  assert 'NOT_FOUND' in output
+  assert len(output.strip().splitlines()) == 1, output
+  assert output.startswith('Error: request failed: NOT_FOUND'), output
 
 
 def test_predict_needs_images():
@@ -118,6 +119,7 @@ def test_serve_command(model_base_path, tmp_path):
       [sys.executable, '-m', 'pipeline.cli', 'serve', '--host=127.0.0.1',
        f'--port={grpc_port}', f'--rest_api_port={rest_port}',
        '--model_name=digits', f'--model_base_path={model_base_path}',
+       '--enable_batching',
        '--batching_parameters_file=serving/batching_parameters.txt',
        '--version_label', 'stable=1'],
       cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -153,9 +155,12 @@ def test_serve_rejects_bad_flags(tmp_path):
   bad = tmp_path / 'batching.txt'
   bad.write_text('max_batch_sise { value: 8 }')
   code, output = invoke('serve', '--port=0', '--rest_api_port=0')
-  assert code == 2 and 'nothing to serve' in output
-  code, output = invoke('serve', f'--batching_parameters_file={bad}')
+  assert code == 2 and '--port or --grpc_socket_path' in output
+  code, output = invoke('serve', '--enable_batching',
+                        f'--batching_parameters_file={bad}')
   assert code == 2 and 'max_batch_sise' in output
+  code, output = invoke('serve', f'--batching_parameters_file={bad}')
+  assert code == 2 and 'without setting server_options.enable_batching' in output
   code, output = invoke('serve', '--model_version_policy=newest')
   assert code == 2 and 'newest' in output
 

@@ -15,6 +15,7 @@ from serving import errors
 from serving import json_codec
 from serving import mnist_inputs
 from serving import model_registry
+from serving import options as options_lib
 from serving import servable
 from serving import tensors
 from serving import warmup
@@ -304,8 +305,9 @@ def test_failing_warmup_requests_fail_the_load(tmp_path):
   version_dir = serving_testutil.write_version(base_path, 1)
   _write_warmup_file(version_dir, 'no_such_signature')
   registry = model_registry.ModelRegistry(
-      [model_registry.ModelConfig('m', base_path)], poll_seconds=0,
-      max_load_retries=0)
+      [model_registry.ModelConfig('m', base_path)],
+      options=options_lib.ServerOptions(file_system_poll_wait_seconds=0,
+                                        max_num_load_retries=0))
   registry.start()
   try:
     assert registry.servables('m') == {}

@@ -90,7 +90,7 @@ def wait_for(condition, timeout=30.0, what='condition'):
 def test_hot_swap_under_load_loses_no_request(push):
   push(1)
   server = serving_testutil.start_server((MODEL, push.base_path),
-                                         poll_seconds=0.1)
+                                         file_system_poll_wait_seconds=0.1)
   channel, stub, model_stub = stubs(server)
   request = images_request()
   stop = threading.Event()
@@ -143,7 +143,7 @@ def test_latest_two_versions_labels_and_rest_paths(push):
   config = model_registry.ModelConfig(
       MODEL, push.base_path, model_registry.VersionPolicy('latest', 2),
       {'stable': 1, 'canary': 2})
-  server = serving_testutil.start_server(config, poll_seconds=0)
+  server = serving_testutil.start_server(config, file_system_poll_wait_seconds=0)
   channel, stub, model_stub = stubs(server)
   try:
     assert statuses(model_stub) == {1: (State.AVAILABLE, ''),
@@ -172,7 +172,7 @@ def test_specific_policy_serves_only_the_listed_versions(push):
   config = model_registry.ModelConfig(
       MODEL, push.base_path, model_registry.VersionPolicy('specific',
                                                           versions=(1, 3)))
-  server = serving_testutil.start_server(config, poll_seconds=0)
+  server = serving_testutil.start_server(config, file_system_poll_wait_seconds=0)
   try:
     assert sorted(server.registry.servables(MODEL)) == [1, 3]
   finally:
@@ -182,7 +182,7 @@ def test_specific_policy_serves_only_the_listed_versions(push):
 def test_bad_push_keeps_the_served_version(push):
   push(1)
   server = serving_testutil.start_server(
-      (MODEL, push.base_path), poll_seconds=0.05, max_load_retries=1)
+      (MODEL, push.base_path), file_system_poll_wait_seconds=0.05, max_num_load_retries=1)
   channel, stub, model_stub = stubs(server)
   try:
     # Version 2: a saved_model.pb that is not one. Staging folders and stray
@@ -213,7 +213,7 @@ def test_bad_push_keeps_the_served_version(push):
 
 def test_server_starts_before_the_first_push(push):
   server = serving_testutil.start_server((MODEL, push.base_path),
-                                         poll_seconds=0.05)
+                                         file_system_poll_wait_seconds=0.05)
   channel, stub, model_stub = stubs(server)
   try:
     with pytest.raises(grpc.RpcError) as raised:
@@ -235,7 +235,7 @@ def test_version_removed_from_disk_is_unloaded(push):
   push(2)
   config = model_registry.ModelConfig(MODEL, push.base_path,
                                       model_registry.VersionPolicy('all'))
-  server = serving_testutil.start_server(config, poll_seconds=0.05)
+  server = serving_testutil.start_server(config, file_system_poll_wait_seconds=0.05)
   try:
     assert sorted(server.registry.servables(MODEL)) == [1, 2]
     shutil.rmtree(os.path.join(push.base_path, '2'))
@@ -263,7 +263,7 @@ model_config_list {{
   assert models[1].policy == model_registry.VersionPolicy('specific',
                                                           versions=(7,))
   assert models[1].labels == {'stable': 7}
-  server = serving_testutil.start_server(*models, poll_seconds=0)
+  server = serving_testutil.start_server(*models, file_system_poll_wait_seconds=0)
   channel, stub, _ = stubs(server)
   try:
     request = images_request(version_label='stable')
