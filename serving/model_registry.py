@@ -18,8 +18,10 @@ Requests name a model and optionally a version or a version label (labels come f
 the model config, e.g. stable -> 3); no version means the latest served version.
 """
 
+import concurrent.futures
 import dataclasses
 import logging
+import os
 import threading
 import time
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
@@ -37,6 +39,8 @@ from serving import servable as servable_lib
 from serving import warmup
 
 State = get_model_status_pb2.ModelVersionStatus.State
+# A version's own batching parameters (--enable_per_model_batching_parameters).
+PER_MODEL_BATCHING_FILE = 'batching_params.pbtxt'
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +189,8 @@ class ModelRegistry:
     self._tags = [t.strip() for t in options.saved_model_tags.split(',') if t.strip()]
     self._labels_need_versions = (
         not options.allow_version_labels_for_unavailable_models)
+    self._load_threads = options.num_load_threads
+    self._per_model_batching = options.enable_per_model_batching_parameters
     self._lock = threading.Lock()
     self._poll_lock = threading.Lock()
     self._stop = threading.Event()
@@ -275,10 +281,28 @@ class ModelRegistry:
         log.exception('polling the model base paths failed; retrying')
 
   def poll(self) -> None:
-    """One pass: load newly wanted versions, then unload unwanted ones."""
+    """One pass: load newly wanted versions, then unload unwanted ones; the
+    models side by side on --num_load_threads threads (0: one after another)."""
     with self._poll_lock:
-      for model in self._models.values():
-        self._poll_model(model)
+      models = list(self._models.values())
+      if self._load_threads > 1 and len(models) > 1:
+        with concurrent.futures.ThreadPoolExecutor(
+            self._load_threads, thread_name_prefix='model-load') as pool:
+          for done in [pool.submit(self._poll_model, m) for m in models]:
+            done.result()
+      else:
+        for model in models:
+          self._poll_model(model)
+
+  def _batching_for(self, path: str) -> Optional[batching.BatchingParameters]:
+    """The server's batching parameters, or with
+    --enable_per_model_batching_parameters the version's own
+    batching_params.pbtxt when it has one (TF Serving's rule)."""
+    if self.batching_params and self._per_model_batching:
+      own = os.path.join(path, PER_MODEL_BATCHING_FILE)
+      if tf.io.gfile.exists(own):
+        return batching.load_batching_parameters(own)
+    return self.batching_params
 
   def _poll_model(self, model: _Model) -> None:
     config = model.config
@@ -322,7 +346,7 @@ class ModelRegistry:
     started = time.monotonic()
     try:
       servable = servable_lib.Servable.load(
-          name, version, path, self.batching_params, tags=self._tags)
+          name, version, path, self._batching_for(path), tags=self._tags)
       calls = (warmup.warm_up(servable, self._warmup_iterations)
                if self._enable_warmup else 0)
     except Exception as e:  # pylint: disable=broad-except

@@ -72,8 +72,12 @@ class ServerOptions:
   max_num_load_retries: int = _flag(5, 'Retries of a version that failed to load.')
   load_retry_interval_micros: int = _flag(
       60 * 1000 * 1000, 'Wait between load retries.')
-  num_load_threads: int = _flag(0, 'Threads loading versions (0: the poller).')
-  num_unload_threads: int = _flag(0, 'Threads unloading versions (0: the poller).')
+  num_load_threads: int = _flag(
+      0, 'Threads loading the versions of different models side by side (0: one '
+      'after another).')
+  num_unload_threads: int = _flag(
+      0, 'Accepted; unloading is immediate here (a version is dropped once its '
+      'last request finishes).')
   saved_model_tags: str = _flag('serve', 'MetaGraph tags to load, comma-separated.')
   enable_model_warmup: bool = _flag(
       True, 'Replay assets.extra/tf_serving_warmup_requests before serving.')
@@ -95,7 +99,8 @@ class ServerOptions:
   tensorflow_inter_op_parallelism: int = _flag(
       0, 'Ops of one call at once (0: TensorFlow picks).')
   tensorflow_session_config_file: str = _flag(
-      '', 'Text ConfigProto; its thread settings are applied.')
+      '', 'Text ConfigProto; its intra/inter-op thread settings are applied '
+      '(and replace the parallelism flags).')
 
   # --- accepted, meaningless here ----------------------------------------------
   prefer_tflite_model: bool = _flag(False, 'TFLite: not served here.',

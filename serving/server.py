@@ -42,9 +42,20 @@ def batching_parameters(
 
 
 def apply_thread_settings(options: ServerOptions) -> None:
-  """The TensorFlow thread pools, before any model runs (they are fixed then)."""
+  """The TensorFlow thread pools, before any model runs (they are fixed then):
+  from --tensorflow_session_config_file's ConfigProto if given, else from the
+  parallelism flags (TF Serving: the config file wins)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   threads = options.thread_settings()
+  if options.tensorflow_session_config_file:
+    from google.protobuf import text_format  # pylint: disable=g-import-not-at-top
+    from tensorflow.core.protobuf import config_pb2  # pylint: disable=g-import-not-at-top
+    with open(options.tensorflow_session_config_file) as f:
+      proto = text_format.Parse(f.read(), config_pb2.ConfigProto())
+    threads = {'intra': proto.intra_op_parallelism_threads,
+               'inter': proto.inter_op_parallelism_threads}
+  log.info('TensorFlow threads: intra-op %s, inter-op %s',
+           threads['intra'] or 'auto', threads['inter'] or 'auto')
   try:
     tf.config.threading.set_intra_op_parallelism_threads(threads['intra'])
     tf.config.threading.set_inter_op_parallelism_threads(threads['inter'])

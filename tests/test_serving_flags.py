@@ -446,3 +446,58 @@ def test_reload_config_request_replaces_the_models(models):
         stub.HandleReloadConfigRequest(bad, timeout=60)
       assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
       assert _predict(channel, model='other') == [3.0]  # still serving
+
+
+@pytest.mark.parametrize('per_model', [False, True])
+def test_per_model_batching_parameters(tmp_path, per_model):
+  """--enable_per_model_batching_parameters: a version's batching_params.pbtxt
+  (max_batch_size 1 here) replaces the server's (16)."""
+  _half_plus_two(str(tmp_path / 'm' / '1'))
+  (tmp_path / 'm' / '1' / 'batching_params.pbtxt').write_text(
+      'max_batch_size { value: 1 }\n')
+  server_file = tmp_path / 'batching.txt'
+  server_file.write_text('max_batch_size { value: 16 }\n'
+                         'batch_timeout_micros { value: 50000 }\n')
+  server = serving_testutil.start_server(
+      ('m', str(tmp_path / 'm')), enable_batching=True,
+      batching_parameters_file=str(server_file),
+      enable_per_model_batching_parameters=per_model,
+      file_system_poll_wait_seconds=0)
+  try:
+    with grpc.insecure_channel(f'127.0.0.1:{server.grpc_port}') as channel:
+      stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+      request = predict_pb2.PredictRequest()
+      request.model_spec.name = 'm'
+      request.inputs['x'].CopyFrom(tf.make_tensor_proto([[2.0]], tf.float32))
+      futures = [stub.Predict.future(request, 30) for _ in range(8)]
+      assert all(f.result().outputs['y'].float_val == [3.0] for f in futures)
+    sizes = server.batch_sizes('m')[1]['serving_default']
+  finally:
+    server.stop()
+  assert sum(n * count for n, count in sizes.items()) == 8
+  assert (max(sizes) == 1) == per_model, sizes
+
+
+def test_session_config_file_sets_the_threads(models, tmp_path):
+  config = tmp_path / 'session.config'
+  config.write_text('intra_op_parallelism_threads: 1\n'
+                    'inter_op_parallelism_threads: 2\n')
+  with Server('--model_name=half_plus_two',
+              f'--model_base_path={models["half_plus_two"]}',
+              f'--tensorflow_session_config_file={config}') as server:
+    with grpc.insecure_channel(f'127.0.0.1:{server.port}') as channel:
+      assert _predict(channel) == [3.0]
+    server.stop()
+    assert 'TensorFlow threads: intra-op 1, inter-op 2' in (
+        server.process.stderr.read())
+
+
+def test_models_load_side_by_side(models, tmp_path):
+  config = tmp_path / 'models.config'
+  _config_file(config, [('half_plus_two', models['half_plus_two']),
+                        ('other', models['other'])])
+  with Server(f'--model_config_file={config}', '--num_load_threads=2') as server:
+    assert 'model half_plus_two: versions [1]' in server.startup
+    assert 'model other: versions [7]' in server.startup
+    with grpc.insecure_channel(f'127.0.0.1:{server.port}') as channel:
+      assert _predict(channel, model='other') == [3.0]
