@@ -21,7 +21,8 @@ def compile_command(config, output):
 
   Cluster settings are fields of config.kubeflow, set with --set kubeflow.NAME=VALUE:
   image, pipeline_root, serving_root and data_dir are required. Also writes
-  kubeflow-serving.yaml (TF Serving reading what the Pusher pushes) beside the spec.
+  kubeflow-serving.yaml (TF Serving reading what the Pusher pushes) and
+  kserve-inferenceservice.yaml (the same through KServe) beside the spec.
   """
   # pylint: disable=g-import-not-at-top
   from kubeflow import manifests
@@ -34,11 +35,20 @@ def compile_command(config, output):
   serving = os.path.join(os.path.dirname(os.path.abspath(output)),
                          'kubeflow-serving.yaml')
   manifests.write(manifests.render(config), serving)
+  inference_service = os.path.join(os.path.dirname(os.path.abspath(output)),
+                                   'kserve-inferenceservice.yaml')
+  try:
+    manifests.write([manifests.render_inference_service(config)],
+                    inference_service, source='kubeflow/manifests.py (KServe)')
+  except manifests.ManifestError as e:
+    raise click.UsageError(str(e)) from e
   tasks = job['pipelineSpec']['root']['dag']['tasks']
   click.echo(f'pipeline spec: {output} ({len(tasks)} tasks, image '
              f'{config.kubeflow.image}, root {config.kubeflow.pipeline_root})')
   click.echo(f'TF Serving manifests: {serving} (model base path '
              f'{manifests.model_base_path(config)})')
+  click.echo(f'KServe InferenceService: {inference_service} (storageUri '
+             f'{manifests.storage_uri(config)})')
 
 
 COMMANDS = [compile_command]

@@ -24,6 +24,9 @@ BATCHING_PARAMETERS = os.path.join(config_lib.REPO_ROOT, 'serving',
                                    'batching_parameters.txt')
 BATCHING_KEY = 'batching_parameters.txt'
 CONTAINER = 'tensorflow-serving'
+KSERVE_GROUP = 'serving.kserve.io'
+# KServe's PredictorExtensionSpec fields beside the embedded Container's.
+_PREDICTOR_EXTENSION = ('storageUri', 'runtimeVersion', 'protocolVersion')
 MODEL_VOLUME = 'models'
 
 Manifest = Dict[str, Any]
@@ -36,6 +39,13 @@ class ManifestError(ValueError):
 def load(path: str = TEMPLATE) -> List[Manifest]:
   with open(path, encoding='utf-8') as f:
     return [doc for doc in yaml.safe_load_all(f) if doc]
+
+
+def tf_serving_image(template: str = TEMPLATE) -> str:
+  """The tensorflow/serving image the manifests run (one home: serving.yaml)."""
+  deployment = _only(load(template), 'Deployment')
+  containers = deployment['spec']['template']['spec']['containers']
+  return next(c for c in containers if c['name'] == CONTAINER)['image']
 
 
 def model_base_path(config: config_lib.PipelineConfig) -> str:
@@ -76,11 +86,104 @@ def render(config: config_lib.PipelineConfig,
   return docs
 
 
-def write(docs: List[Manifest], path: str) -> None:
+def storage_uri(config: config_lib.PipelineConfig) -> str:
+  """model_base_path(config) as a KServe storageUri: object storage as it is, a
+  path on the volume claim as pvc://<claim>/<path inside the claim>."""
+  kf = config.kubeflow
+  base_path = model_base_path(config)
+  mount = kf.volume_mount_path.rstrip('/') + '/'
+  if kf.volume_claim and base_path.startswith(mount):
+    return f'pvc://{kf.volume_claim}/{base_path[len(mount):]}'
+  if '://' not in base_path:
+    raise ManifestError(
+        f'KServe cannot read {base_path}: set kubeflow.serving_root to object '
+        'storage (gs://, s3://) or to a path under kubeflow.volume_mount_path '
+        'with kubeflow.volume_claim')
+  return base_path
+
+
+def render_inference_service(config: config_lib.PipelineConfig,
+                             template: str = TEMPLATE) -> Manifest:
+  """A KServe InferenceService (v1beta1) with the tensorflow predictor serving
+  the Pusher's model base path: KServe's TF Serving runtime mounts storageUri at
+  /mnt/models and runs tensorflow_model_server with --model_base_path on it, so
+  the URI is the folder of numbered versions. Same TF Serving version and
+  resources as the Deployment in serving.yaml."""
+  deployment = _only(load(template), 'Deployment')
+  container = next(c for c in deployment['spec']['template']['spec']['containers']
+                   if c['name'] == CONTAINER)
+  doc = {
+      'apiVersion': f'{KSERVE_GROUP}/v1beta1',
+      'kind': 'InferenceService',
+      'metadata': {'name': config.model_name,
+                   'labels': {'app': f'{config.model_name}-serving'}},
+      'spec': {'predictor': {'tensorflow': {
+          'storageUri': storage_uri(config),
+          'runtimeVersion': tf_serving_image(template).rsplit(':', 1)[1],
+          'resources': copy.deepcopy(container['resources']),
+      }}},
+  }
+  validate_inference_service(doc)
+  return doc
+
+
+def validate_inference_service(doc: Manifest) -> None:
+  """Checks an InferenceService the way validate() checks core kinds, as far as
+  the kubernetes client's models reach: KServe's v1beta1 types embed them
+  (metadata is an ObjectMeta; the predictor's framework spec is a Container plus
+  storageUri, runtimeVersion and protocolVersion, strings)."""
+  where = f'InferenceService {_name(doc)}'
+  if doc.get('apiVersion') != f'{KSERVE_GROUP}/v1beta1' or (
+      doc.get('kind') != 'InferenceService'):
+    raise ManifestError(f'{where}: expected {KSERVE_GROUP}/v1beta1 '
+                        'InferenceService')
+  unknown = set(doc) - {'apiVersion', 'kind', 'metadata', 'spec'}
+  if unknown or set(doc.get('spec', {})) - {'predictor'}:
+    raise ManifestError(f'{where}: unexpected fields {sorted(unknown)}')
+  _check_model(doc['metadata'], 'V1ObjectMeta', f'{where}.metadata')
+  predictor = doc['spec'].get('predictor') or {}
+  if list(predictor) != ['tensorflow']:
+    raise ManifestError(f'{where}.spec.predictor: expected only tensorflow')
+  framework = dict(predictor['tensorflow'])
+  for key in _PREDICTOR_EXTENSION:
+    if key in framework and not isinstance(framework.pop(key), str):
+      raise ManifestError(f'{where}.spec.predictor.tensorflow.{key}: not a string')
+  if not predictor['tensorflow'].get('storageUri'):
+    raise ManifestError(f'{where}.spec.predictor.tensorflow.storageUri: missing')
+  _check_model({'name': 'kserve-container', **framework}, 'V1Container',
+               f'{where}.spec.predictor.tensorflow')
+
+
+def _check_model(part: Manifest, model_name: str, where: str) -> Any:
+  """Parses `part` into the kubernetes client model `model_name`; raises
+  ManifestError if the model cannot hold it all (unknown or misplaced fields,
+  wrong types, missing required fields). Returns the model."""
+  # pylint: disable=g-import-not-at-top
+  import kubernetes
+  client = kubernetes.client.ApiClient()
+
+  class _Response:  # what ApiClient.deserialize reads
+    data = json.dumps(part)
+
+  try:
+    model = client.deserialize(_Response(), model_name)
+  except (ValueError, TypeError) as e:
+    raise ManifestError(f'{where}: {e}') from e
+  # The client drops what its model has no attribute for; anything lost on the
+  # way back is a field Kubernetes would not know either.
+  differences = _differences(part, client.sanitize_for_serialization(model),
+                             where)
+  if differences:
+    raise ManifestError('; '.join(differences))
+  return model
+
+
+def write(docs: List[Manifest], path: str,
+          source: str = 'kubeflow/serving.yaml') -> None:
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   with open(path, 'w', encoding='utf-8') as f:
     f.write('# TF Serving for the compiled pipeline; rendered by `mnist-tfx '
-            'compile` from kubeflow/serving.yaml.\n')
+            f'compile` from {source}.\n')
     yaml.dump_all(docs, f, Dumper=_Dumper, sort_keys=False)
 
 
@@ -106,22 +209,7 @@ def validate(doc: Manifest) -> Any:
   if not hasattr(kubernetes.client, model_name):
     raise ManifestError(f'{api_version} {kind}: no such Kubernetes API model '
                         f'({model_name})')
-  client = kubernetes.client.ApiClient()
-
-  class _Response:  # what ApiClient.deserialize reads
-    data = json.dumps(doc)
-
-  try:
-    model = client.deserialize(_Response(), model_name)
-  except (ValueError, TypeError) as e:
-    raise ManifestError(f'{kind} {_name(doc)}: {e}') from e
-  # The client drops what its model has no attribute for; anything lost on the
-  # way back is a field Kubernetes would not know either.
-  back = client.sanitize_for_serialization(model)
-  differences = _differences(doc, back, kind)
-  if differences:
-    raise ManifestError(f'{kind} {_name(doc)}: ' + '; '.join(differences))
-  return model
+  return _check_model(doc, model_name, f'{kind} {_name(doc)}')
 
 
 def _differences(original: Any, parsed: Any, where: str) -> List[str]:

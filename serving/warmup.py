@@ -4,10 +4,12 @@ The first call of a restored function pays for building TensorFlow's executor an
 oneDNN kernels (tens of milliseconds); a hot-swapped version must not make its first
 users pay that. Like TF Serving, a version directory may carry recorded requests in
 `assets.extra/tf_serving_warmup_requests` (a TFRecord file of PredictionLog protos);
-those are replayed, and a failure there fails the load, as in TF Serving. Without
-that file every signature is called with a small synthetic batch: zeros for numeric
-inputs, an all-black MNIST tf.Example for string inputs. A synthetic call that
-fails is only logged: the model might expect other features.
+those are replayed, and a failure there fails the load, as in TF Serving (the
+pipeline's exporter writes them: models/trainer/warmup_requests.py). Without that
+file, signatures whose inputs are all numeric are called with a small batch of
+zeros; string inputs (serialized examples, whose features only the model knows)
+are left cold, as TF Serving leaves every signature without the file. A synthetic
+call that fails is only logged.
 """
 
 import logging
@@ -18,12 +20,11 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
-from models import features
-from serving import mnist_inputs
+from models import serving_contract
 from serving import servable as servable_lib
 from serving import tensors
 
-WARMUP_FILE = os.path.join('assets.extra', 'tf_serving_warmup_requests')
+WARMUP_FILE = serving_contract.WARMUP_FILE
 # TF Serving caps the replayed records the same way.
 MAX_WARMUP_RECORDS = 1000
 _SYNTHETIC_BATCH_SIZES = (1, 8)
@@ -40,6 +41,8 @@ def warm_up(servable: servable_lib.Servable, iterations: int = 1) -> int:
     return _replay(servable, path, iterations)
   calls = 0
   for signature in servable.signatures.values():
+    if any(spec.dtype == tf.string for spec in signature.inputs.values()):
+      continue
     for rows in _SYNTHETIC_BATCH_SIZES:
       try:
         signature.run(_synthetic_inputs(signature, rows))
@@ -53,18 +56,12 @@ def warm_up(servable: servable_lib.Servable, iterations: int = 1) -> int:
 
 def _synthetic_inputs(signature: servable_lib.Signature,
                       rows: int) -> Dict[str, np.ndarray]:
+  """Zeros shaped like each input, `rows` on a free batch axis."""
   inputs = {}
   for key, spec in signature.inputs.items():
     shape = [rows if i == 0 and d is None else (d if d is not None else 1)
              for i, d in enumerate(spec.shape.as_list())]
-    if spec.dtype == tf.string:
-      example = mnist_inputs.encode_examples(
-          np.zeros((1, features.IMAGE_PIXELS), np.uint8))[0]
-      value = np.empty(int(np.prod(shape)), dtype=object)
-      value[:] = example
-      inputs[key] = value.reshape(shape)
-    else:
-      inputs[key] = np.zeros(shape, dtype=spec.dtype.as_numpy_dtype)
+    inputs[key] = np.zeros(shape, dtype=spec.dtype.as_numpy_dtype)
   return inputs
 
 
@@ -77,16 +74,17 @@ def _replay(servable: servable_lib.Servable, path: str, iterations: int) -> int:
       request = entry.predict_log.request
       signature = servable.signature(request.model_spec.signature_name)
       inputs = tensors.to_ndarrays(request.inputs, max_elements=1 << 40)
-    elif kind == 'classify_log':
+    elif kind in ('classify_log', 'regress_log'):
       from serving import inference  # pylint: disable=g-import-not-at-top
-      request = entry.classify_log.request
+      request = getattr(entry, kind).request
       signature = servable.signature(request.model_spec.signature_name)
       if signature is not None:
         inputs = {next(iter(signature.inputs)):
                   inference.serialized_examples(request.input)}
     else:
       raise ValueError(f'{path}: warm-up record of type {kind} is not supported '
-                       'by this server (predict_log and classify_log are)')
+                       'by this server (predict_log, classify_log and '
+                       'regress_log are)')
     if signature is None:
       raise ValueError(
           f'{path}: warm-up request names signature '

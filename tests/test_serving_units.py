@@ -287,10 +287,29 @@ def _write_warmup_file(version_dir, signature_name):
     writer.write(record.SerializeToString())
 
 
-def test_warm_up_calls_every_signature(tmp_path):
+def test_warm_up_without_requests_calls_the_numeric_signatures(tmp_path):
+  """Without recorded requests only predict_images (float images) can be called:
+  serving_default and classify take serialized examples only the model knows."""
   version_dir = serving_testutil.write_version(str(tmp_path / 'm'), 1)
   loaded = servable.Servable.load('m', 1, version_dir, None)
-  assert warmup.warm_up(loaded) == 3 * len(warmup._SYNTHETIC_BATCH_SIZES)  # pylint: disable=protected-access
+  assert warmup.warm_up(loaded) == len(warmup._SYNTHETIC_BATCH_SIZES)  # pylint: disable=protected-access
+
+
+def test_the_pushed_model_carries_warmup_requests_for_every_signature(
+    smoke_model_version):
+  """The exporter writes TF Serving's warm-up file; the server replays it all."""
+  from tensorflow_serving.apis import prediction_log_pb2  # pylint: disable=g-import-not-at-top
+  path = os.path.join(smoke_model_version, warmup.WARMUP_FILE)
+  records = [prediction_log_pb2.PredictionLog.FromString(r.numpy())
+             for r in tf.data.TFRecordDataset(path)]
+  signatures = {(r.WhichOneof('log_type'),
+                 getattr(r, r.WhichOneof('log_type')).request.model_spec
+                 .signature_name) for r in records}
+  assert signatures == {('predict_log', 'serving_default'),
+                        ('predict_log', 'predict_images'),
+                        ('classify_log', 'classify')}
+  loaded = servable.Servable.load('m', 1, smoke_model_version, None)
+  assert warmup.warm_up(loaded) == len(records) == 6
 
 
 def test_warm_up_replays_tf_serving_warmup_requests(tmp_path):

@@ -7,6 +7,7 @@ Each signature runs Transform's graph before the CNN, so clients send raw data:
   of TF Serving's own MNIST tutorial client;
 - classify: TF Serving's Classify API (method tensorflow/serving/classify): serialized
   tf.Examples under `inputs` -> classes (the digit names) and scores [N, 10].
+The export carries TF Serving's warm-up requests for all three (warmup_requests.py).
 """
 
 import os
@@ -16,6 +17,7 @@ import tf_keras as keras
 from tensorflow.core.protobuf import saved_model_pb2
 
 from models import features
+from models.trainer import warmup_requests
 
 CLASSIFY_METHOD_NAME = 'tensorflow/serving/classify'
 DIGIT_NAMES = [str(d) for d in range(features.NUM_CLASSES)]
@@ -58,6 +60,7 @@ def export(model: keras.Model, tf_transform_output, serving_model_dir: str):
       'classify': classify,
   })
   _set_method_name(serving_model_dir, 'classify', CLASSIFY_METHOD_NAME)
+  warmup_requests.write(serving_model_dir)
 
 
 def _set_method_name(saved_model_dir: str, signature: str, method_name: str):
