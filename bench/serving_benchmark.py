@@ -46,6 +46,7 @@ from tensorflow_serving.apis import model_service_pb2_grpc  # pylint: disable=g-
 from tensorflow_serving.apis import predict_pb2  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tensorflow_serving.apis import prediction_service_pb2_grpc  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+from serving import client  # pylint: disable=g-import-not-at-top,wrong-import-position
 from serving import mnist_inputs  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
@@ -81,12 +82,7 @@ HEADER = (f'{"mode":<28} {"conc":>4} {"req/s":>9} {"images/s":>9} '
 
 def images_request(images: np.ndarray, model_name: str) -> predict_pb2.PredictRequest:
   """The tutorial client's request: predict_images, float32 [N, 784]."""
-  request = predict_pb2.PredictRequest()
-  request.model_spec.name = model_name
-  request.model_spec.signature_name = 'predict_images'
-  request.inputs['images'].CopyFrom(
-      tf.make_tensor_proto(mnist_inputs.unit_floats(images)))
-  return request
+  return client.predict_request(images, model_name, 'predict_images')
 
 
 async def _grpc_load(target: str, requests: Sequence[predict_pb2.PredictRequest],

@@ -57,6 +57,40 @@ def _check_signature(signature_name: str) -> None:
                      f'got {signature_name!r}')
 
 
+def fill_model_spec(spec, model_name: str, signature_name: str = '',
+                    version: Optional[int] = None,
+                    version_label: Optional[str] = None) -> None:
+  spec.name = model_name
+  if signature_name:
+    spec.signature_name = signature_name
+  if version is not None:
+    spec.version.value = version
+  elif version_label:
+    spec.version_label = version_label
+
+
+def predict_request(images: np.ndarray, model_name: str = 'mnist',
+                    signature_name: str = DEFAULT_SIGNATURE,
+                    version: Optional[int] = None,
+                    version_label: Optional[str] = None):
+  """The PredictRequest for uint8 `images` [N, 784]: pixels in [0, 1] for
+  predict_images (TF Serving's MNIST tutorial request), tf.Examples otherwise."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tensorflow_serving.apis import predict_pb2  # pylint: disable=g-import-not-at-top
+  _check_signature(signature_name)
+  request = predict_pb2.PredictRequest()
+  fill_model_spec(request.model_spec, model_name, signature_name, version,
+                  version_label)
+  if signature_name == IMAGES_SIGNATURE:
+    pixels = mnist_inputs.unit_floats(images)
+    request.inputs['images'].CopyFrom(tf.make_tensor_proto(pixels))
+  else:
+    examples = mnist_inputs.encode_examples(images)
+    request.inputs['examples'].CopyFrom(
+        tf.make_tensor_proto(examples, dtype=tf.string, shape=[len(examples)]))
+  return request
+
+
 class GrpcClient:
   """PredictionService/ModelService over gRPC with the official stubs."""
 
@@ -77,13 +111,7 @@ class GrpcClient:
 
   def _spec(self, spec, signature_name: str = '', version: Optional[int] = None,
             version_label: Optional[str] = None) -> None:
-    spec.name = self.model_name
-    if signature_name:
-      spec.signature_name = signature_name
-    if version is not None:
-      spec.version.value = version
-    elif version_label:
-      spec.version_label = version_label
+    fill_model_spec(spec, self.model_name, signature_name, version, version_label)
 
   def _call(self, method, request):
     try:
@@ -96,19 +124,8 @@ class GrpcClient:
                       version: Optional[int] = None,
                       version_label: Optional[str] = None):
     """The PredictRequest for uint8 `images` [N, 784] (for callers that batch)."""
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    from tensorflow_serving.apis import predict_pb2  # pylint: disable=g-import-not-at-top
-    _check_signature(signature_name)
-    request = predict_pb2.PredictRequest()
-    self._spec(request.model_spec, signature_name, version, version_label)
-    if signature_name == IMAGES_SIGNATURE:
-      pixels = mnist_inputs.unit_floats(images)
-      request.inputs['images'].CopyFrom(tf.make_tensor_proto(pixels))
-    else:
-      examples = mnist_inputs.encode_examples(images)
-      request.inputs['examples'].CopyFrom(
-          tf.make_tensor_proto(examples, dtype=tf.string, shape=[len(examples)]))
-    return request
+    return predict_request(images, self.model_name, signature_name, version,
+                           version_label)
 
   def predict(self, images: np.ndarray, signature_name: str = DEFAULT_SIGNATURE,
               version: Optional[int] = None,

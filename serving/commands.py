@@ -1,9 +1,10 @@
-"""`mnist-tfx serve` and `mnist-tfx predict` (registered by pipeline/cli.py).
+"""`mnist-tfx serve`, `predict` and `requests` (registered by pipeline/cli.py).
 
 `serve` takes every flag of tensorflow_model_server, built from the one
 ServerOptions (serving/options.py) with TF Serving's names, syntax and defaults, so
 a TF Serving command line runs this server unchanged. Without a model base path or
-config file it serves what the Pusher pushed (pipeline/config.py).
+config file it serves what the Pusher pushed (pipeline/config.py). `requests` reads
+back the request logs a model config's logging_config makes the server write.
 
 TensorFlow and gRPC are imported inside the commands: `mnist-tfx --help` stays fast.
 """
@@ -17,6 +18,7 @@ import click
 
 from pipeline import config as config_lib
 from pipeline import output_capture
+from pipeline.cli_options import config_options
 from pipeline.errors import UserError
 from serving import options as options_lib
 
@@ -157,6 +159,9 @@ def serve(ctx, print_version, profile, output_dir, verbose, **flags):
     versions = sorted(server.registry.servables(model.name))
     click.echo(f'model {model.name}: versions {versions or "none yet"} from '
                f'{model.base_path} (policy {model.policy.kind})')
+  for name, path, rate in server.registry.request_logger.destinations():
+    click.echo(f'model {name}: requests logged to {path} (sampling rate '
+               f'{rate:g})')
   if server.grpc_port:
     click.echo(f'gRPC API at {options.host}:{server.grpc_port}')
   if options.grpc_socket_path:
@@ -271,4 +276,63 @@ def predict(image_files, index_specs, target, protocol, model_name,
     click.echo(f'{correct}/{len(known)} test images classified correctly')
 
 
-COMMANDS = [serve, predict]
+@click.command()
+@click.argument('logs', nargs=-1, required=True, metavar='LOG_PREFIX_OR_FILES...')
+@config_options
+@click.option('--output', 'output', default=None,
+              help='Folder for the pictures (default: <output-dir>/reports/'
+              'requests).')
+@click.option('--samples', type=click.IntRange(1, 600), default=48,
+              show_default=True, help='Logged digits drawn in the sample grid.')
+@click.option('--seed', type=int, default=0, show_default=True,
+              help='Seed of the sample drawn.')
+@click.pass_context
+@output_capture.quiet_tensorflow
+def requests(ctx, config, logs, output, samples, seed):
+  """Read request logs (PredictionLog TFRecords) back: counts, digits, pictures.
+
+  LOG_PREFIX_OR_FILES: a logging_config filename_prefix (its files
+  <prefix>*.tfrecord), folders, files or glob patterns. Prints the requests by API
+  and signature, the images seen and the predicted-digit distribution next to
+  the training labels' (IDX files of --data-dir), and draws a sample of the logged
+  digits and the distribution as PNG files.
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from components import idx  # pylint: disable=g-import-not-at-top
+  from serving import request_log_reader as reader  # pylint: disable=g-import-not-at-top
+
+  paths = reader.find_files(logs)
+  summary = reader.summarize(paths, sample_size=samples, seed=seed)
+  train_counts = None
+  try:
+    train_counts = np.bincount(reader.training_labels(config.abs_data_dir),
+                               minlength=reader.NUM_CLASSES)
+  except idx.IdxFormatError as e:
+    if ctx.get_parameter_source('data_dir') == (
+        click.core.ParameterSource.COMMANDLINE):
+      raise UserError(f'training labels: {e}') from None
+    missing_note = (f'training labels: none in {config.abs_data_dir} (give '
+                    '--data-dir)')
+  for line in reader.report_lines(summary, train_counts):
+    click.echo(line)
+  if train_counts is None:
+    click.echo(missing_note)
+  directory = output or os.path.join(config.reports_dir, 'requests')
+  try:
+    os.makedirs(directory, exist_ok=True)
+  except OSError as e:
+    raise UserError(f'cannot write pictures to {directory}: {e}') from None
+  pictures = []
+  if summary.sample_images:
+    path = os.path.join(directory, reader.DIGITS_PICTURE)
+    reader.plot_sample(summary, path)
+    pictures.append(f'sample of {len(summary.sample_images)} logged digits: '
+                    f'{path}')
+  path = os.path.join(directory, reader.DISTRIBUTION_PICTURE)
+  reader.plot_distribution(summary, train_counts, path)
+  pictures.append(f'digit distribution chart: {path}')
+  for line in pictures:
+    click.echo(line)
+
+
+COMMANDS = [serve, predict, requests]

@@ -12,6 +12,11 @@ get_model_status_impl.cc; the error texts are TF Serving's.
 
 Every call takes an optional `timeout_in_ms`, TF Serving's RunOptions.timeout_in_ms
 for the graph run (a request merged into a batch runs without one).
+
+Each successful Predict, Classify, Regress and MultiInference call is offered to
+the registry's request logger (TF Serving's ServerCore::Log, see
+serving/request_logging.py), which samples it if the model has a logging_config;
+REST Predict, which skips the PredictRequest proto, calls `log_rest_predict`.
 """
 
 from typing import List, Mapping, Tuple
@@ -30,6 +35,7 @@ from tensorflow_serving.apis import regression_pb2
 
 from serving import errors
 from serving import model_registry
+from serving import request_logging
 from serving import servable as servable_lib
 from serving import tensors
 
@@ -173,7 +179,36 @@ class Inference:
     for key, value in outputs.items():
       tensors.fill_proto(value, response.outputs[key],
                          self.outputs_as_tensor_content)
+    self._log(request_logging.PREDICT, request, response, response.model_spec)
     return response
+
+  def log_rest_predict(self, servable: servable_lib.Servable,
+                       request_spec: model_pb2.ModelSpec,
+                       inputs: Mapping[str, np.ndarray],
+                       outputs: Mapping[str, np.ndarray]) -> None:
+    """Logs a successful REST Predict call as the PredictRequest and
+    PredictResponse TF Serving's REST handler would have made of it (built only
+    if the call is sampled)."""
+    def entry():
+      request = predict_pb2.PredictRequest()
+      request.model_spec.CopyFrom(request_spec)
+      for key, value in inputs.items():
+        tensors.fill_proto(value, request.inputs[key])
+      response = predict_pb2.PredictResponse()
+      response_model_spec(servable, request_spec.signature_name,
+                          response.model_spec)
+      for key, value in outputs.items():
+        tensors.fill_proto(value, response.outputs[key],
+                           self.outputs_as_tensor_content)
+      return request, response, response.model_spec
+    self.registry.request_logger.log(servable.name, request_logging.PREDICT,
+                                     entry)
+
+  def _log(self, kind: str, request, response,
+           spec: model_pb2.ModelSpec) -> None:
+    """Offers a successful call to the request logger (ServerCore::Log)."""
+    self.registry.request_logger.log(spec.name, kind,
+                                     lambda: (request, response, spec))
 
   # --- Classify and Regress -------------------------------------------------
   def _signature_def(self, servable: servable_lib.Servable,
@@ -220,6 +255,7 @@ class Inference:
     response_model_spec(servable, request.model_spec.signature_name,
                         response.model_spec)
     fill_classification_result(outputs, len(examples), response.result)
+    self._log(request_logging.CLASSIFY, request, response, response.model_spec)
     return response
 
   def regress_signature(self, servable: servable_lib.Servable,
@@ -246,6 +282,7 @@ class Inference:
                                timeout_in_ms=timeout_in_ms)
     fill_regression_result(outputs[REGRESS_OUTPUTS], len(examples),
                            response.result)
+    self._log(request_logging.REGRESS, request, response, response.model_spec)
     return response
 
   # --- MultiInference -------------------------------------------------------
@@ -320,6 +357,8 @@ class Inference:
       response_model_spec(servable, task.model_spec.signature_name,
                           result.model_spec)
       result.model_spec.name = task.model_spec.name
+    self._log(request_logging.MULTI_INFERENCE, request, response,
+              response.results[0].model_spec)
     return response
 
   # --- GetModelMetadata ----------------------------------------------------

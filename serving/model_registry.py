@@ -16,6 +16,11 @@ times and then left alone, and the versions already serving stay up.
 
 Requests name a model and optionally a version or a version label (labels come from
 the model config, e.g. stable -> 3); no version means the latest served version.
+
+A model's `logging_config` (TF Serving's request logging) is kept here too: the
+registry's ServerRequestLogger (serving/request_logging.py) is updated from the
+model configs at start and at every reconfigure, as TF Serving's ServerCore does
+(MaybeUpdateServerRequestLogger), and closed at stop.
 """
 
 import concurrent.futures
@@ -35,6 +40,7 @@ from tensorflow_serving.config import model_server_config_pb2
 from serving import batching
 from serving import errors
 from serving import options as options_lib
+from serving import request_logging
 from serving import servable as servable_lib
 from serving import warmup
 
@@ -91,6 +97,8 @@ class ModelConfig:
   base_path: str
   policy: VersionPolicy = VersionPolicy()
   labels: Mapping[str, int] = dataclasses.field(default_factory=dict)
+  # TF Serving's LoggingConfig (request logging), or None: no logging.
+  logging: Optional[request_logging.LoggingConfig] = None
 
 
 def read_model_config_file(path: str) -> List[ModelConfig]:
@@ -125,8 +133,14 @@ def model_configs(config: model_server_config_pb2.ModelServerConfig,
           'latest', model.model_version_policy.latest.num_versions or 1)
     else:
       policy = VersionPolicy()
+    logging_config = None
+    if model.HasField('logging_config'):
+      logging_config = request_logging.LoggingConfig()
+      logging_config.CopyFrom(model.logging_config)
+      request_logging.check_config(
+          logging_config, f'{source}: model {model.name!r} logging_config')
     models.append(ModelConfig(model.name, model.base_path, policy,
-                              dict(model.version_labels)))
+                              dict(model.version_labels), logging_config))
   return models
 
 
@@ -191,6 +205,7 @@ class ModelRegistry:
         not options.allow_version_labels_for_unavailable_models)
     self._load_threads = options.num_load_threads
     self._per_model_batching = options.enable_per_model_batching_parameters
+    self.request_logger = request_logging.ServerRequestLogger(self._tags)
     self._lock = threading.Lock()
     self._poll_lock = threading.Lock()
     self._stop = threading.Event()
@@ -202,8 +217,10 @@ class ModelRegistry:
 
     Raises ValueError when a version label names a version that did not load
     (TF Serving refuses such labels unless
-    --allow_version_labels_for_unavailable_models).
+    --allow_version_labels_for_unavailable_models), or when a model's
+    logging_config cannot be written.
     """
+    self._update_request_logger(m.config for m in self._models.values())
     self.poll()
     self._check_labels(self._models.values())
     if self._poll_seconds > 0:
@@ -219,11 +236,15 @@ class ModelRegistry:
       servables, model.available = model.available, {}
       for servable in servables.values():
         servable.close()
+    self.request_logger.close()
+
+  def _update_request_logger(self, configs: Iterable[ModelConfig]) -> None:
+    self.request_logger.update({c.name: c.logging for c in configs})
 
   def reconfigure(self, models: Sequence[ModelConfig]) -> None:
     """Serves `models` from now on: new ones are loaded before this returns,
-    models no longer listed are unloaded, labels and policies are replaced
-    (TF Serving's ServerCore::ReloadConfig)."""
+    models no longer listed are unloaded, labels, policies and logging configs
+    are replaced (TF Serving's ServerCore::ReloadConfig)."""
     names = [m.name for m in models]
     if len(set(names)) != len(names):
       raise ValueError(f'model names must be unique, got {names}')
@@ -247,6 +268,7 @@ class ModelRegistry:
       for model in removed:
         log.info('removing model %r', model.config.name)
         self._unload_all(model)
+      self._update_request_logger(models)
 
   def _check_labels(self, models) -> None:
     if not self._labels_need_versions:

@@ -18,6 +18,9 @@ As TF Serving's http_server.cc: a predict/classify/regress call that outlives
 from Python and finishes in the background); --rest_api_enable_cors_support adds
 CORS headers and answers preflight requests; with a Prometheus MonitoringConfig the
 metrics are served at its path; every request is counted by model and status.
+Successful predict/classify/regress calls are request-logged as their gRPC
+counterparts are (serving/request_logging.py): classify and regress build the
+gRPC request anyway, predict hands its arrays to Inference.log_rest_predict.
 """
 
 import concurrent.futures
@@ -151,6 +154,7 @@ class RestApi:
     dtypes = {key: tensor.dtype for key, tensor in signature.inputs.items()}
     inputs, layout = json_codec.predict_inputs(doc, dtypes)
     outputs = signature.submit(inputs)
+    self._inference.log_rest_predict(servable, spec, inputs, outputs)
     return json_codec.predict_response(outputs, layout)
 
   def _classify(self, spec: model_pb2.ModelSpec, body: bytes) -> Dict[str, Any]:
