@@ -25,8 +25,11 @@ def compile_command(config, output):
   kserve-inferenceservice.yaml (the same through KServe) beside the spec.
   """
   # pylint: disable=g-import-not-at-top
+  import logging
   from kubeflow import manifests
   from kubeflow import runner
+  # TFX's compile-time deprecation warnings say nothing a user can act on.
+  logging.getLogger('absl').setLevel(logging.ERROR)
   output = output or runner.default_output_path(config)
   try:
     job = runner.compile_pipeline(config, output)

@@ -7,11 +7,14 @@ what genuinely differs on a cluster is chosen here, from `config.kubeflow`:
 - the image, and that the project's files (module files, schema) are read from it:
   kubeflow/Dockerfile puts the project at IMAGE_PROJECT_DIR;
 - CPU and memory per component, a GPU for the Trainer;
-- the Beam args of the Beam components.
+- the Beam args of the Beam components;
+- the model server the InfraValidator proves the candidate on: TFX's own
+  InfraValidator starting the tensorflow/serving image of kubeflow/serving.yaml in
+  a pod (KubernetesConfig), where the local pipeline runs `mnist-tfx serve`.
 
-The result is KFP's v2 pipeline spec (IR): YAML for Kubeflow Pipelines (with a second
-document, KFP's platform spec, when a volume claim is mounted), or the PipelineJob
-JSON that Vertex AI Pipelines takes.
+The result is KFP's v2 pipeline spec (IR): YAML for Kubeflow Pipelines, with a second
+document, KFP's platform spec (the InfraValidator's namespace, the volume claim when
+one is mounted), or the PipelineJob JSON that Vertex AI Pipelines takes.
 """
 
 import contextlib
@@ -27,14 +30,18 @@ from tfx.dsl.components.base import base_component
 from tfx.dsl.components.base import executor_spec
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 from tfx.orchestration.kubeflow.v2 import pipeline_builder
+from tfx.proto import infra_validator_pb2
 import yaml
 
+from kubeflow import manifests
 from pipeline import config as config_lib
 from pipeline import pipeline as pipeline_lib
 
 # Where kubeflow/Dockerfile copies the project (and puts it on PYTHONPATH).
 IMAGE_PROJECT_DIR = '/opt/mnist-tfx'
 TRAINER_ID = 'Trainer'
+# TFX's KubernetesRunner reads the namespace from here (tfx/utils/kube_utils.py).
+KFP_NAMESPACE_ENV = 'KFP_NAMESPACE'
 
 ResourceSpec = (
     pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec)
@@ -61,7 +68,8 @@ def build(config: config_lib.PipelineConfig) -> tfx.dsl.Pipeline:
         pipeline_root=kf.pipeline_root,
         data_dir=kf.data_dir,
         serving_root=kf.serving_root,
-        beam_pipeline_args=list(kf.beam_pipeline_args))
+        beam_pipeline_args=list(kf.beam_pipeline_args),
+        model_server=model_server())
   components = [c for c in pipeline.components
                 if isinstance(c, base_component.BaseComponent)]
   for component in components:
@@ -72,6 +80,28 @@ def build(config: config_lib.PipelineConfig) -> tfx.dsl.Pipeline:
         f'kubeflow.trainer_gpus={kf.trainer_gpus} but the pipeline has no '
         f'component {TRAINER_ID!r}; it has {[c.id for c in components]}')
   return pipeline
+
+
+def model_server(
+    image: Optional[str] = None) -> infra_validator_pb2.ServingSpec:
+  """TF Serving on Kubernetes, the image TF Serving runs in kubeflow/serving.yaml
+  (manifests.tf_serving_image), so the model is proven on the server it is pushed
+  to. The model server pod runs in the pipeline's namespace with the step's
+  service account, and reads the model from the pipeline root."""
+  image = image or manifests.tf_serving_image()
+  name, digest = image.split('@', 1) if '@' in image else (image, '')
+  tag = ''
+  if not digest and ':' in name.rsplit('/', 1)[-1]:
+    name, tag = name.rsplit(':', 1)
+  if not (tag or digest):
+    raise KubeflowConfigError(
+        f'the TF Serving image {image!r} of {manifests.TEMPLATE} names no tag or '
+        'digest; the InfraValidator must run the same version')
+  return infra_validator_pb2.ServingSpec(
+      tensorflow_serving=infra_validator_pb2.TensorFlowServing(
+          image_name=name, tags=[tag] if tag else [],
+          digests=[digest] if digest else []),
+      kubernetes=infra_validator_pb2.KubernetesConfig())
 
 
 def compile_pipeline(config: config_lib.PipelineConfig,
@@ -177,25 +207,39 @@ def resource_spec(config: config_lib.PipelineConfig,
 
 def platform_spec(config: config_lib.PipelineConfig,
                   spec: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-  """KFP's Kubernetes platform spec mounting kubeflow.volume_claim in every step.
+  """KFP's Kubernetes platform spec: kubeflow.volume_claim mounted in every step,
+  and the InfraValidator's namespace.
 
-  The structure kfp-kubernetes' mount_pvc writes (KubernetesExecutorConfig.PvcMount,
-  kubernetes_platform/proto/kubernetes_executor_config.proto in kubeflow/pipelines),
-  with the claim both as the current pvcNameParameter and the deprecated constant.
+  The structure kfp-kubernetes writes (KubernetesExecutorConfig,
+  kubernetes_platform/proto/kubernetes_executor_config.proto in kubeflow/pipelines):
+  mount_pvc's PvcMount, with the claim both as the current pvcNameParameter and the
+  deprecated constant; use_field_path_as_env's FieldPathAsEnv. TFX's InfraValidator
+  starts its model server pod in the namespace named by KFP_NAMESPACE, which KFP v1
+  set in every step and KFP v2 sets in none (it sets KFP_POD_NAME): without it the
+  InfraValidator could never bless a model.
   """
   kf = config.kubeflow
-  if not kf.volume_claim:
-    return None
   mount = {
       'mountPath': kf.volume_mount_path,
       'pvcNameParameter': {'runtimeValue': {'constant': kf.volume_claim}},
       'constant': kf.volume_claim,  # deprecated; older KFP backends read it
   }
-  executors = {
-      label: {'pvcMount': [mount]}
-      for label, executor in spec['deploymentSpec']['executors'].items()
-      if 'container' in executor
-  }
+  infra_validator = spec.get('components', {}).get(
+      pipeline_lib.INFRA_VALIDATOR_ID, {}).get('executorLabel')
+  executors = {}
+  for label, executor in spec['deploymentSpec']['executors'].items():
+    if 'container' not in executor:
+      continue
+    settings = {}
+    if kf.volume_claim:
+      settings['pvcMount'] = [mount]
+    if label == infra_validator:
+      settings['fieldPathAsEnv'] = [
+          {'name': KFP_NAMESPACE_ENV, 'fieldPath': 'metadata.namespace'}]
+    if settings:
+      executors[label] = settings
+  if not executors:
+    return None
   return {'platforms': {'kubernetes': {'deploymentSpec': {
       'executors': executors}}}}
 

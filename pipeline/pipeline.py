@@ -3,7 +3,8 @@
 Data flows top to bottom:
   IDX files -> IdxExampleGen -> StatisticsGen -> ExampleValidator (against the curated
   schema from ImportSchemaGen) -> AnomalyGate -> Transform -> Trainer -> Evaluator
-  (against the last blessed model) -> Pusher -> TF Serving's model base path.
+  (against the last blessed model) + InfraValidator (the model loads and answers in
+  a model server) -> Pusher -> TF Serving's model base path.
 """
 
 import dataclasses
@@ -14,9 +15,11 @@ from ml_metadata.proto import metadata_store_pb2
 from tensorflow_model_analysis.proto import config_pb2 as tfma
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
+from tfx.proto import infra_validator_pb2
 from tfx.proto import transform_pb2
 
 from components import atomic_pusher
+from components import infra_validator as infra_validator_lib
 from components.anomaly_gate import AnomalyGate
 from components.idx_example_gen import IdxExampleGen
 from models import features
@@ -27,6 +30,14 @@ TRANSFORM_MODULE = os.path.join(
 TRAINER_MODULE = os.path.join(
     config_lib.MODULES_DIR, 'trainer', 'mnist_trainer.py')
 SCHEMA_FILE = os.path.join(config_lib.SCHEMA_DIR, 'schema.pbtxt')
+INFRA_VALIDATOR_ID = 'InfraValidator'  # the same node id locally and on Kubeflow
+# Requests from this many test examples per signature; a few suffice to prove
+# the model answers, and keep the check to seconds.
+INFRA_VALIDATION_EXAMPLES = 4
+# TFX's request builder makes requests from serialized tf.Examples only, so on a
+# serving platform `predict_images` (float pixels) is left out; the local
+# validator calls every signature.
+EXAMPLE_SIGNATURES = ['serving_default', 'classify']
 
 
 def create_pipeline(
@@ -38,12 +49,17 @@ def create_pipeline(
         metadata_store_pb2.ConnectionConfig] = None,
     beam_pipeline_args: Optional[List[str]] = None,
     train: bool = True,
+    model_server: Optional[infra_validator_pb2.ServingSpec] = None,
 ) -> tfx.dsl.Pipeline:
   """Builds the MNIST pipeline from `config`; paths and orchestration come from the runner.
 
   serving_root: TF Serving's model root; the Pusher writes versions under
     serving_root/<model_name>/.
   train: False builds only the data half (ingestion, validation, Transform).
+  model_server: where the InfraValidator serves the candidate: None for
+    `mnist-tfx serve` on this machine (components/infra_validator.py), or a
+    ServingSpec with a serving binary and platform for TFX's own InfraValidator
+    (the Kubeflow runner: tensorflow/serving on Kubernetes).
   """
   # Reads the four IDX files, validates their headers and writes train/valid/eval.
   example_gen = IdxExampleGen(
@@ -87,7 +103,7 @@ def create_pipeline(
   ]
   if train:
     components += _model_components(config, example_gen, transform,
-                                    serving_root)
+                                    serving_root, model_server)
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,
       pipeline_root=pipeline_root,
@@ -97,8 +113,9 @@ def create_pipeline(
       beam_pipeline_args=beam_pipeline_args)
 
 
-def _model_components(config, example_gen, transform, serving_root):
-  """Trainer -> baseline Resolver -> Evaluator -> Pusher."""
+def _model_components(config, example_gen, transform, serving_root,
+                      model_server):
+  """Trainer -> baseline Resolver -> Evaluator + InfraValidator -> Pusher."""
   # Trains on `train`, keeps the best epoch on `valid`; never sees `eval`.
   trainer = tfx.components.Trainer(
       module_file=TRAINER_MODULE,
@@ -125,16 +142,46 @@ def _model_components(config, example_gen, transform, serving_root):
       example_splits=['eval'],
       eval_config=eval_config(config.evaluation))
 
-  # Only a blessed model reaches TF Serving, atomically and never twice.
+  # Accuracy says nothing of whether a model server can load and answer the
+  # model: it must do both, with the answers of the model itself, to be pushed.
+  infra_validator = _infra_validator(config, trainer, example_gen, model_server)
+
+  # Only a model blessed by both reaches TF Serving, atomically and never twice.
   pusher = tfx.components.Pusher(
       model=trainer.outputs['model'],
       model_blessing=evaluator.outputs['blessing'],
+      infra_blessing=infra_validator.outputs['blessing'],
       push_destination=tfx.proto.PushDestination(
           filesystem=tfx.proto.PushDestination.Filesystem(
               base_directory=os.path.join(serving_root, config.model_name))),
       custom_executor_spec=executor_spec.ExecutorClassSpec(
           atomic_pusher.Executor))
-  return [trainer, baseline, evaluator, pusher]
+  return [trainer, baseline, evaluator, infra_validator, pusher]
+
+
+def _infra_validator(config, trainer, example_gen, model_server):
+  """TFX's InfraValidator on `model_server`'s platform, or the LocalInfraValidator
+  (`mnist-tfx serve` on this machine) when it names none; requests from the test
+  split either way."""
+  serving_spec = infra_validator_pb2.ServingSpec()
+  if model_server is not None:
+    serving_spec.CopyFrom(model_server)
+  serving_spec.model_name = config.model_name
+  on_platform = bool(serving_spec.WhichOneof('serving_platform'))
+  component = (infra_validator_lib.InfraValidator if on_platform
+               else infra_validator_lib.LocalInfraValidator)
+  return component(
+      model=trainer.outputs['model'],
+      examples=example_gen.outputs['examples'],
+      serving_spec=serving_spec,
+      validation_spec=tfx.proto.ValidationSpec(
+          max_loading_time_seconds=300, num_tries=3),
+      request_spec=tfx.proto.RequestSpec(
+          tensorflow_serving=tfx.proto.TensorFlowServingRequestSpec(
+              signature_names=EXAMPLE_SIGNATURES if on_platform else []),
+          split_name='eval',
+          num_examples=INFRA_VALIDATION_EXAMPLES),
+  ).with_id(INFRA_VALIDATOR_ID)
 
 
 def eval_config(evaluation: config_lib.EvaluationConfig) -> tfma.EvalConfig:

@@ -1,9 +1,10 @@
 """What a run did, for people: timings, evaluation, push, and pictures.
 
 `summarize` reads the latest run from ML Metadata (per-component wall time, TFMA's
-metrics and validation, the Pusher's result); `write` adds a report folder with the
-training curves, the confusion matrix on the test split and a grid of misclassified
-test digits, plus an index.html that shows them together.
+metrics and validation, the InfraValidator's verdict, the Pusher's result); `write`
+adds a report folder with the training curves, the confusion matrix on the test
+split and a grid of misclassified test digits, plus an index.html that shows them
+together.
 """
 
 import dataclasses
@@ -31,9 +32,20 @@ class Evaluation:
 
 
 @dataclasses.dataclass
+class InfraValidation:
+  """The InfraBlessing (components/infra_validator.py; TFX's own InfraValidator
+  records only `blessed`)."""
+  blessed: bool
+  reason: str
+  signatures: List[str]
+  requests: Optional[int]
+
+
+@dataclasses.dataclass
 class RunSummary:
   timings: List[Tuple[str, str, float]]  # node, state, seconds
   evaluation: Optional[Evaluation]
+  infra_validation: Optional[InfraValidation]
   pushed: Optional[bool]
   pushed_version: Optional[str]
   pushed_new_version: Optional[bool]
@@ -87,18 +99,35 @@ def _threshold_text(threshold) -> str:
           f'{threshold.change_threshold.absolute.value:g}')
 
 
+def load_infra_validation(blessing) -> InfraValidation:
+  """The verdict recorded on an InfraBlessing artifact (an MLMD Artifact)."""
+  props = blessing.custom_properties
+
+  def text(key):
+    return props[key].string_value if key in props else ''
+
+  return InfraValidation(
+      blessed=props['blessed'].int_value == 1 if 'blessed' in props else False,
+      reason=text('reason'),
+      signatures=[s for s in text('signatures').split(',') if s],
+      requests=props['requests'].int_value if 'requests' in props else None)
+
+
 def summarize(config: config_lib.PipelineConfig) -> RunSummary:
   nodes = mlmd.latest_run(config)
   evaluation = None
   evaluator = _outputs(nodes, 'Evaluator')
   if 'evaluation' in evaluator:
     evaluation = load_evaluation(evaluator['evaluation'].uri)
+  infra_blessing = _outputs(nodes, 'InfraValidator').get('blessing')
   pusher = _outputs(nodes, 'Pusher').get('pushed_model')
   props = pusher.custom_properties if pusher is not None else {}
   trainer = _outputs(nodes, 'Trainer')
   return RunSummary(
       timings=[(n.node_id, n.state, n.seconds) for n in nodes],
       evaluation=evaluation,
+      infra_validation=(load_infra_validation(infra_blessing)
+                        if infra_blessing is not None else None),
       pushed=bool(props['pushed'].int_value) if 'pushed' in props else None,
       pushed_version=props['pushed_version'].string_value
       if 'pushed_version' in props else None,
@@ -123,12 +152,25 @@ def format_summary(summary: RunSummary) -> List[str]:
         f'{d}:{100 * a:.2f}' for d, a in e.per_digit.items()))
     lines.append('blessed: yes' if e.blessed else
                  'blessed: NO (' + '; '.join(e.failures) + ')')
+  v = summary.infra_validation
+  if v:
+    if v.blessed and v.requests is not None:
+      lines.append(f'infra validation: passed ({len(v.signatures)} signatures, '
+                   f'{v.requests} requests)')
+    elif v.blessed:
+      lines.append('infra validation: passed')
+    else:
+      lines.append(f'infra validation: FAILED ({v.reason or "see the log"})')
   if summary.pushed:
     how = 'pushed as new version' if summary.pushed_new_version else (
         'already serving as version')
     lines.append(f'{how} {summary.pushed_version}')
   elif summary.pushed is not None:
-    lines.append('not pushed: the serving directory is unchanged')
+    why = [what for what, failed in (
+        ('not blessed by the Evaluator', e and not e.blessed),
+        ('failed infra validation', v and not v.blessed)) if failed]
+    lines.append('not pushed' + (f' ({" and ".join(why)})' if why else '') +
+                 ': the serving directory is unchanged')
   return lines
 
 

@@ -65,7 +65,7 @@ def test_the_first_run_completes_and_metadata_and_serving_are_intact(two_runs):
   assert two_runs['first'].returncode == 0, two_runs['first_err']
   config = two_runs['config']
   nodes = mlmd.latest_run(config)
-  assert len(nodes) == 10
+  assert len(nodes) == 11
   assert {node.state for node in nodes} == {'COMPLETE'}
   assert atomic_pusher.versions(config.model_base_path) == [1]
   assert sorted(os.listdir(config.model_base_path)) == ['1']  # no staging left
@@ -76,12 +76,14 @@ def test_a_run_prints_progress_epochs_and_summary_only(two_runs):
   assert two_runs['first_err'] == ''
   lines = out.splitlines()
   for wanted in (r'^log: \S+/out/logs/run-\d{8}-\d{6}\.log$',
-                 r'^\[1/10\] IdxExampleGen done in \d+\.\d s$',
-                 r'^\[8/10\] Trainer \.\.\.$',
+                 r'^\[1/11\] IdxExampleGen done in \d+\.\d s$',
+                 r'^\[8/11\] Trainer \.\.\.$',
                  r'^ +Epoch 1/3: loss \d\.\d{4}, accuracy .* left\)$',
                  r'^ +Epoch 3/3: ',
-                 r'^\[10/10\] Pusher done in',
+                 r'^\[10/11\] InfraValidator done in',
+                 r'^\[11/11\] Pusher done in',
                  r'^test accuracy: candidate \d+\.\d\d%',
+                 r'^infra validation: passed \(3 signatures, 12 requests\)$',
                  r'^pushed as new version 1$',
                  r'^report: \S+/index\.html$'):
     assert any(re.search(wanted, line) for line in lines), (wanted, out)

@@ -15,11 +15,13 @@ from click.testing import CliRunner
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 import pytest
+from tfx.components.infra_validator import executor as tfx_infra_executor
 from tfx.dsl.components.base import base_component
 from tfx.dsl.components.base import executor_spec
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 import yaml
 
+from components import infra_validator
 from kubeflow import manifests
 from kubeflow import runner
 from pipeline import cli
@@ -27,6 +29,7 @@ from pipeline import config as config_lib
 from pipeline import local_runner
 from serving import batching
 
+INFRA_VALIDATOR = 'InfraValidator'
 DOCKERFILE = os.path.join(config_lib.REPO_ROOT, 'kubeflow', 'Dockerfile')
 IMAGE = 'registry.example/mnist-tfx:test'
 # Dataflow's args rather than the default, so they can only come from the config.
@@ -149,7 +152,11 @@ def test_spec_is_a_kfp_pipeline_with_its_root(compiled):
   assert compiled.spec.pipeline_info.name == compiled.config.pipeline_name
   assert compiled.spec.schema_version == '2.0.0'
   assert compiled.spec.default_pipeline_root == 'gs://mnist-test/root'
-  assert len(compiled.documents) == 1  # no platform spec without a volume claim
+  # Without a volume claim the platform spec only tells the InfraValidator its
+  # namespace.
+  assert len(compiled.documents) == 2
+  executors = _platform_executors(compiled.documents[1])
+  assert list(executors) == [_executor_label(compiled, INFRA_VALIDATOR)]
 
 
 def test_spec_parse_is_strict(compiled):
@@ -255,6 +262,83 @@ def test_pusher_pushes_where_tf_serving_reads(compiled):
       compiled.serving)['args']
 
 
+def test_infra_validator_runs_tfx_s_own_on_tf_serving_in_kubernetes(compiled):
+  assert INFRA_VALIDATOR in compiled.tasks, sorted(compiled.tasks)
+  args = list(compiled.container(INFRA_VALIDATOR).args)
+  assert args[args.index('--executor_class_path') + 1] == (
+      'tfx.components.infra_validator.executor.Executor')
+  serving_spec = json.loads(compiled.parameter(INFRA_VALIDATOR, 'serving_spec'))
+  assert 'kubernetes' in serving_spec
+  assert serving_spec['model_name'] == compiled.config.model_name
+  # The very image TF Serving runs in the manifests (kubeflow/serving.yaml).
+  image = _serving_container(compiled.serving)['image']
+  name, tag = image.rsplit(':', 1)
+  assert name == 'tensorflow/serving'
+  assert serving_spec['tensorflow_serving'] == {'image_name': name,
+                                                'tags': [tag]}
+  assert image == manifests.tf_serving_image()
+  # Requests from test examples, to the signatures that take tf.Examples (TFX's
+  # request builder makes no others).
+  request_spec = json.loads(compiled.parameter(INFRA_VALIDATOR, 'request_spec'))
+  assert request_spec['split_name'] == 'eval'
+  assert request_spec['num_examples'] >= 1
+  assert request_spec['tensorflow_serving']['signature_names'] == [
+      'serving_default', 'classify']
+  inputs = compiled.tasks[INFRA_VALIDATOR].inputs.artifacts
+  assert inputs['model'].task_output_artifact.producer_task == runner.TRAINER_ID
+  assert inputs['examples'].task_output_artifact.producer_task == (
+      _example_gen_task(compiled))
+
+
+def test_pusher_needs_the_infra_blessing(compiled):
+  (pusher,) = [t for t in compiled.tasks
+               if 'push_destination' in compiled.tasks[t].inputs.parameters]
+  task = compiled.tasks[pusher]
+  assert INFRA_VALIDATOR in task.dependent_tasks
+  blessing = task.inputs.artifacts['infra_blessing'].task_output_artifact
+  assert (blessing.producer_task, blessing.output_artifact_key) == (
+      INFRA_VALIDATOR, 'blessing')
+  model_blessing = task.inputs.artifacts['model_blessing'].task_output_artifact
+  assert model_blessing.producer_task == 'Evaluator'
+  # And the Pusher's executor is the one that checks both blessings.
+  args = list(compiled.container(pusher).args)
+  assert args[args.index('--executor_class_path') + 1] == (
+      'components.atomic_pusher.Executor')
+
+
+def test_infra_validator_is_told_its_namespace(compiled, compiled_with_volume):
+  """TFX's InfraValidator starts the model server pod in KFP_NAMESPACE, which
+  KFP v2 does not set: the platform spec sets it from the pod's namespace."""
+  for spec in (compiled, compiled_with_volume):
+    executors = _platform_executors(spec.documents[1])
+    assert executors[_executor_label(spec, INFRA_VALIDATOR)]['fieldPathAsEnv'] == [
+        {'name': 'KFP_NAMESPACE', 'fieldPath': 'metadata.namespace'}]
+    others = [label for label, settings in executors.items()
+              if 'fieldPathAsEnv' in settings]
+    assert others == [_executor_label(spec, INFRA_VALIDATOR)]
+
+
+def test_the_local_pipeline_validates_on_its_own_model_server(compiled):
+  (local,) = [c for c in compiled.components() if c.id == INFRA_VALIDATOR]
+  assert isinstance(local, infra_validator.LocalInfraValidator)
+  (cluster,) = [c for c in runner.build(compiled.config).components
+                if c.id == INFRA_VALIDATOR]
+  assert not isinstance(cluster, infra_validator.LocalInfraValidator)
+  assert cluster.executor_spec.executor_class is tfx_infra_executor.Executor
+
+
+def test_a_tf_serving_image_without_a_version_is_refused():
+  with pytest.raises(runner.KubeflowConfigError, match='no tag or digest'):
+    runner.model_server('tensorflow/serving')
+  spec = runner.model_server('registry.example:5000/serving@sha256:abc')
+  assert spec.tensorflow_serving.image_name == 'registry.example:5000/serving'
+  assert list(spec.tensorflow_serving.digests) == ['sha256:abc']
+  spec = runner.model_server('registry.example:5000/tf/serving:2.21.0-gpu')
+  assert (spec.tensorflow_serving.image_name,
+          list(spec.tensorflow_serving.tags)) == (
+              'registry.example:5000/tf/serving', ['2.21.0-gpu'])
+
+
 def test_example_gen_reads_the_cluster_data(compiled):
   assert _example_gen_input(compiled) == 'gs://mnist-test/data'
 
@@ -274,17 +358,15 @@ def test_vertex_job_json(tmp_path):
 def test_volume_claim_is_mounted_in_every_step(compiled_with_volume):
   documents = compiled_with_volume.documents
   assert len(documents) == 2, 'no platform spec for the volume claim'
-  platform = json_format.ParseDict(documents[1], pipeline_spec_pb2.PlatformSpec())
-  executors = json_format.MessageToDict(
-      platform.platforms['kubernetes'].deployment_spec)['executors']
+  executors = _platform_executors(documents[1])
   for node in compiled_with_volume.components():
     label = compiled_with_volume.spec.components[node.id].executor_label
     # The fields of kfp-kubernetes' KubernetesExecutorConfig.PvcMount.
-    assert executors[label] == {'pvcMount': [{
+    assert executors[label]['pvcMount'] == [{
         'mountPath': '/mnt/mnist',
         'pvcNameParameter': {'runtimeValue': {'constant': 'mnist-tfx-data'}},
         'constant': 'mnist-tfx-data',
-    }]}, node.id
+    }], node.id
   assert _example_gen_input(compiled_with_volume) == '/mnt/mnist/data'
 
 
@@ -403,6 +485,23 @@ def _dockerfile_project_dirs():
   workdir_part = text.split(f'WORKDIR {runner.IMAGE_PROJECT_DIR}\n', 1)[1]
   return {src for src, dst in re.findall(r'^COPY (\w+) (\w+)$', workdir_part,
                                          re.M) if src == dst}
+
+
+def _example_gen_task(compiled):
+  (task,) = [t for t in compiled.tasks
+             if 'input_base' in compiled.tasks[t].inputs.parameters]
+  return task
+
+
+def _executor_label(compiled, node_id):
+  return compiled.spec.components[node_id].executor_label
+
+
+def _platform_executors(document):
+  """The per-executor settings of a KFP platform spec document."""
+  platform = json_format.ParseDict(document, pipeline_spec_pb2.PlatformSpec())
+  return json_format.MessageToDict(
+      platform.platforms['kubernetes'].deployment_spec)['executors']
 
 
 def _example_gen_input(compiled):

@@ -6,6 +6,7 @@ blessed against the first as baseline, and must leave the serving directory as i
 was.
 """
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from components.idx_example_gen import to_example
 from pipeline import config as config_lib
 from pipeline import local_runner
 from pipeline import mlmd
+from pipeline import pipeline as pipeline_lib
 from pipeline import run_report
 
 
@@ -132,6 +134,50 @@ def test_worse_candidate_is_not_blessed_against_the_baseline(first_run):
   assert atomic_pusher.versions(config.model_base_path) == [1]
   assert _input_artifact_ids(worse, 'Evaluator', 'baseline_model') == [
       first_model_id]
+
+
+def test_a_blessed_model_that_cannot_serve_is_not_pushed(first_run, monkeypatch):
+  config, _ = first_run
+  from models.trainer import export  # pylint: disable=g-import-not-at-top
+  original = export.export
+
+  def export_with_a_broken_signature(model, tf_transform_output, directory):
+    original(model, tf_transform_output, directory)
+    # A slip in the exporter: predict_images (float pixels) marked as a Classify
+    # signature, which takes tf.Examples. TensorFlow loads the model and the
+    # Evaluator (serving_default) blesses it; a model server cannot answer it.
+    export._set_method_name(directory, 'predict_images',  # pylint: disable=protected-access
+                            export.CLASSIFY_METHOD_NAME)
+
+  monkeypatch.setattr(export, 'export', export_with_a_broken_signature)
+  # A new Trainer run (one epoch), judged leniently: the Evaluator blesses it.
+  broken = config.replace(
+      training=dataclasses.replace(config.training, epochs=1),
+      evaluation=config_lib.EvaluationConfig(min_accuracy=0.0,
+                                             max_accuracy_drop=1.0))
+  local_runner.run(broken, out=lambda line: None)
+  summary = run_report.summarize(broken)
+  assert summary.evaluation.blessed, summary.evaluation.failures
+  infra = summary.infra_validation
+  assert not infra.blessed
+  assert "signature 'predict_images' (Classify) failed in the model server" in (
+      infra.reason)
+  assert summary.pushed is False
+  assert atomic_pusher.versions(config.model_base_path) == [1]
+  lines = run_report.format_summary(summary)
+  assert f'infra validation: FAILED ({infra.reason})' in lines
+  assert ('not pushed (failed infra validation): the serving directory is '
+          'unchanged') in lines
+
+
+def test_the_pushed_model_passed_infra_validation(first_run):
+  _, summary = first_run
+  infra = summary.infra_validation
+  assert infra.blessed, infra.reason
+  assert infra.signatures == ['classify', 'predict_images', 'serving_default']
+  assert infra.requests == 3 * pipeline_lib.INFRA_VALIDATION_EXAMPLES
+  assert (f'infra validation: passed (3 signatures, {infra.requests} requests)'
+          in run_report.format_summary(summary))
 
 
 def test_report_has_pictures_and_lineage_reaches_the_idx_files(first_run):
