@@ -110,9 +110,16 @@ def serve(ctx, print_version, profile, output_dir, verbose, **flags):
     raise click.UsageError('At least one of --port or --grpc_socket_path must '
                            'be set')
   output_capture.import_tensorflow_quietly()
-  from serving import server as server_lib  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from google.protobuf import text_format
+  from serving import model_registry
+  from serving import server as server_lib
+  # pylint: enable=g-import-not-at-top
+  # Every flag is checked before the models are looked for, as TF Serving does.
   try:
-    server_lib.batching_parameters(options)  # a bad batching file: a usage error
+    server_lib.batching_parameters(options)
+    policy = model_registry.VersionPolicy.parse(options.model_version_policy)
+    labels = _version_labels(options.version_label)
   except (OSError, ValueError) as e:
     raise click.UsageError(str(e)) from e
   pushed_model = not (options.model_config_file or options.model_base_path)
@@ -122,10 +129,6 @@ def serve(ctx, print_version, profile, output_dir, verbose, **flags):
   if pushed_model and not os.path.isdir(config.model_base_path):
     raise UserError(f'no model pushed to {config.model_base_path}: run `mnist-tfx '
                     'run` first, or give --model_base_path')
-  # pylint: disable=g-import-not-at-top
-  from google.protobuf import text_format
-  from serving import model_registry
-  # pylint: enable=g-import-not-at-top
   _setup_logging(verbose)
   try:
     if options.model_config_file:
@@ -145,8 +148,7 @@ def serve(ctx, print_version, profile, output_dir, verbose, **flags):
           name=(options.model_name if name_given or not pushed_model
                 else config.model_name),
           base_path=options.model_base_path or config.model_base_path,
-          policy=model_registry.VersionPolicy.parse(options.model_version_policy),
-          labels=_version_labels(options.version_label))]
+          policy=policy, labels=labels)]
     server_lib.apply_thread_settings(options)
     server = server_lib.ModelServer(models, options)
   except (OSError, ValueError) as e:
