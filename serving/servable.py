@@ -186,9 +186,6 @@ class Signature:
       return self._direct_sizes
     return self._scheduler.batch_sizes
 
-  def input_datatype(self, key: str) -> int:
-    return self.inputs[key].dtype.as_datatype_enum
-
   def with_defaults(self, inputs: Mapping[str, np.ndarray]
                     ) -> Mapping[str, np.ndarray]:
     """`inputs` plus the signature's defaults for the inputs it leaves out,
