@@ -82,12 +82,13 @@ def run(ctx, config, verbose):
   from pipeline import mlmd  # pylint: disable=g-import-not-at-top
   from pipeline import run_lock  # pylint: disable=g-import-not-at-top
   # Everything that can be refused is checked before anything is written.
-  if data_dir_named(ctx, config):
+  named = data_dir_named(ctx, config)
+  if named:
     data.check_complete(config.abs_data_dir)
   if os.path.exists(config.metadata_path):
     mlmd.open_store(config)  # a corrupt database stops the run here, untouched
   with run_lock.hold(config.abs_output_dir):
-    if not data_dir_named(ctx, config):
+    if not named:
       data.ensure(config.abs_data_dir, log=click.echo)
     log_path = os.path.join(
         config.abs_output_dir, 'logs',

@@ -68,16 +68,25 @@ def _shape_debug(array: np.ndarray) -> str:
   return '[' + ','.join(str(d) for d in np.shape(array)) + ']'
 
 
+def _check_method_and_input(signature_def: meta_graph_pb2.SignatureDef,
+                            kind: str, method: str,
+                            method_name_check: bool) -> None:
+  """What classifier.cc and regressor.cc both check first: the method name (with
+  --enable_signature_method_name_check) and a single input tensor."""
+  if method_name_check and signature_def.method_name != method:
+    raise errors.invalid_argument(
+        f'Expected {kind} signature method_name to be {method}. Was: '
+        f'{signature_def.method_name}')
+  if len(signature_def.inputs) != 1:
+    raise errors.invalid_argument('Expected one input Tensor.')
+
+
 def preprocess_classification(
     signature_def: meta_graph_pb2.SignatureDef, name: str,
     method_name_check: bool) -> Tuple[str, List[str]]:
   """classifier.cc PreProcessClassification: (input tensor, output tensors)."""
-  if method_name_check and signature_def.method_name != CLASSIFY_METHOD:
-    raise errors.invalid_argument(
-        'Expected classification signature method_name to be '
-        f'{CLASSIFY_METHOD}. Was: {signature_def.method_name}')
-  if len(signature_def.inputs) != 1:
-    raise errors.invalid_argument('Expected one input Tensor.')
+  _check_method_and_input(signature_def, 'classification', CLASSIFY_METHOD,
+                          method_name_check)
   if len(signature_def.outputs) not in (1, 2):
     raise errors.invalid_argument(
         'Expected one or two output Tensors, found '
@@ -104,12 +113,8 @@ def preprocess_regression(
     signature_def: meta_graph_pb2.SignatureDef,
     method_name_check: bool) -> Tuple[str, List[str]]:
   """regressor.cc PreProcessRegression: (input tensor, [output tensor])."""
-  if method_name_check and signature_def.method_name != REGRESS_METHOD:
-    raise errors.invalid_argument(
-        'Expected regression signature method_name to be '
-        f'{REGRESS_METHOD}. Was: {signature_def.method_name}')
-  if len(signature_def.inputs) != 1:
-    raise errors.invalid_argument('Expected one input Tensor.')
+  _check_method_and_input(signature_def, 'regression', REGRESS_METHOD,
+                          method_name_check)
   if len(signature_def.outputs) != 1:
     raise errors.invalid_argument('Expected one output Tensor.')
   if REGRESS_INPUTS not in signature_def.inputs:

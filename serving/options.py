@@ -15,7 +15,7 @@ TF Serving command lines run unchanged, and `inapplicable()` names the ones give
 
 import dataclasses
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 _CPUS = os.cpu_count() or 1
 
@@ -177,8 +177,3 @@ class ServerOptions:
 
 def field_help(name: str) -> str:
   return {f.name: f.metadata['help'] for f in dataclasses.fields(ServerOptions)}[name]
-
-
-def optional(value: str) -> Optional[str]:
-  """'' (TF Serving's unset string flag) as None."""
-  return value or None
