@@ -46,8 +46,10 @@ from tensorflow_serving.apis import model_service_pb2_grpc  # pylint: disable=g-
 from tensorflow_serving.apis import predict_pb2  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tensorflow_serving.apis import prediction_service_pb2_grpc  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+from models import serving_contract as contract  # pylint: disable=g-import-not-at-top,wrong-import-position
 from serving import client  # pylint: disable=g-import-not-at-top,wrong-import-position
 from serving import mnist_inputs  # pylint: disable=g-import-not-at-top,wrong-import-position
+from serving import storage_path  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 class Result:
@@ -82,7 +84,7 @@ HEADER = (f'{"mode":<28} {"conc":>4} {"req/s":>9} {"images/s":>9} '
 
 def images_request(images: np.ndarray, model_name: str) -> predict_pb2.PredictRequest:
   """The tutorial client's request: predict_images, float32 [N, 784]."""
-  return client.predict_request(images, model_name, 'predict_images')
+  return client.predict_request(images, model_name, contract.IMAGES_SIGNATURE)
 
 
 async def _grpc_load(target: str, requests: Sequence[predict_pb2.PredictRequest],
@@ -138,7 +140,8 @@ def in_process_load(name, function, inputs: Sequence[np.ndarray], concurrency,
       x = inputs[i % len(inputs)]
       i += concurrency
       started = time.perf_counter()
-      function(images=tf.constant(x))['scores'].numpy()
+      function(**{contract.IMAGES_INPUT: tf.constant(x)})[
+          contract.SCORES_OUTPUT].numpy()
       if measuring.is_set():
         mine.append(time.perf_counter() - started)
     with lock:
@@ -223,10 +226,10 @@ def memory_under_load(pid: int, target: str, requests, seconds: float):
 
 
 def latest_version_dir(base_path: str) -> str:
-  versions = [int(n) for n in os.listdir(base_path) if n.isdigit()]
+  versions = storage_path.version_dirs(base_path)
   if not versions:
     raise SystemExit(f'no model versions under {base_path}')
-  return os.path.join(base_path, str(max(versions)))
+  return versions[max(versions)]
 
 
 def main() -> None:
@@ -300,7 +303,7 @@ def main() -> None:
 
   # The ceiling, with the server gone so that it has the cores to itself.
   model = tf.saved_model.load(latest_version_dir(base_path))
-  function = model.signatures['predict_images']
+  function = model.signatures[contract.IMAGES_SIGNATURE]
   for size, inputs, label in ((1, single_floats, '1 image'),
                               (args.batch, batch_floats, f'{args.batch} images')):
     for c in levels:

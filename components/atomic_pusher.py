@@ -31,20 +31,16 @@ from tfx.types import artifact_utils
 from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
+from serving import storage_path
+
 FINGERPRINT_FILE = 'fingerprint.pb'
 SAVED_MODEL_FILE = 'saved_model.pb'
 
 
 def versions(base_path: str) -> List[int]:
-  """Numeric version directories under a TF Serving model base path, ascending."""
-  if not tf.io.gfile.isdir(base_path):
-    return []
-  found = []
-  for entry in tf.io.gfile.listdir(base_path):
-    name = entry.rstrip('/')
-    if name.isdigit() and tf.io.gfile.isdir(os.path.join(base_path, name)):
-      found.append(int(name))
-  return sorted(found)
+  """The version numbers under a TF Serving model base path, ascending; complete
+  or not, since the next version must not collide with any of them."""
+  return sorted(storage_path.version_dirs(base_path))
 
 
 def _read(path: str) -> Optional[bytes]:

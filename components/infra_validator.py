@@ -40,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 from absl import logging
 import numpy as np
@@ -60,6 +60,7 @@ from tfx.utils import path_utils
 from tfx.utils import proto_utils
 
 from models import features
+from models import serving_contract as contract
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -85,11 +86,10 @@ RTOL = 1e-4
 ATOL = 1e-5
 STOP_GRACE_SECONDS = 10.0
 POLL_SECONDS = 0.2
-
-_PREDICT = tf.saved_model.PREDICT_METHOD_NAME
-_CLASSIFY = tf.saved_model.CLASSIFY_METHOD_NAME
-_REGRESS = tf.saved_model.REGRESS_METHOD_NAME
-_INIT_OP_SIGNATURE = '__saved_model_init_op'
+# The TF Serving API that calls a signature of each method.
+_APIS = {contract.PREDICT_METHOD: 'Predict',
+         contract.CLASSIFY_METHOD: 'Classify',
+         contract.REGRESS_METHOD: 'Regress'}
 
 
 @dataclasses.dataclass
@@ -159,13 +159,13 @@ class _Call:
 
 def prepare_calls(model_dir: str, records: Sequence[bytes],
                   signature_names: Sequence[str] = (),
-                  tags: Sequence[str] = (tf.saved_model.SERVING,)) -> List[_Call]:
+                  tags: Sequence[str] = (contract.SERVE_TAG,)) -> List[_Call]:
   """The requests to send, one per (signature, example), with the answers of the
   model loaded in this process. Raises _NotBlessed when no request can be built
   or the model does not load; a call that fails in-process keeps its error."""
   meta_graph = _meta_graph(model_dir, tags)
   defs = {name: d for name, d in meta_graph.signature_def.items()
-          if name != _INIT_OP_SIGNATURE}
+          if name != contract.INIT_OP_SIGNATURE}
   names = list(signature_names) or sorted(defs)
   missing = [n for n in names if n not in defs]
   if missing:
@@ -177,11 +177,11 @@ def prepare_calls(model_dir: str, records: Sequence[bytes],
   for name in names:
     signature_def = defs[name]
     method = signature_def.method_name
-    if method not in (_PREDICT, _CLASSIFY, _REGRESS):
+    if method not in _APIS:
       raise _NotBlessed(f'signature {name!r} has method {method!r}, which no '
                         'TF Serving API calls')
     for record in records:
-      if method == _PREDICT:
+      if method == contract.PREDICT_METHOD:
         inputs = {key: _input_value(name, key, info, record)
                   for key, info in signature_def.inputs.items()}
       else:  # Classify and Regress take tf.Examples under their one input.
@@ -339,7 +339,7 @@ def _send(client, model_name: str, call: _Call) -> Dict[str, np.ndarray]:
   from tensorflow_serving.apis import regression_pb2
   # pylint: enable=g-import-not-at-top
   stub = client.prediction_stub
-  if call.method == _PREDICT:
+  if call.method == contract.PREDICT_METHOD:
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model_name
     request.model_spec.signature_name = call.signature
@@ -350,24 +350,25 @@ def _send(client, model_name: str, call: _Call) -> Dict[str, np.ndarray]:
     return {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
   (record,) = next(iter(call.inputs.values()))
   example = tf.train.Example.FromString(record)
-  if call.method == _CLASSIFY:
+  if call.method == contract.CLASSIFY_METHOD:
     request = classification_pb2.ClassificationRequest()
     request.model_spec.name = model_name
     request.model_spec.signature_name = call.signature
     request.input.example_list.examples.add().CopyFrom(example)
     response = _rpc(client, stub.Classify, request)
     classes = [list(c.classes) for c in response.result.classifications]
-    return {'classes': np.asarray([[c.label.encode() for c in row]
-                                   for row in classes], dtype=object),
-            'scores': np.asarray([[c.score for c in row] for row in classes],
-                                 np.float32)}
+    return {contract.CLASSIFY_CLASSES: np.asarray(
+                [[c.label.encode() for c in row] for row in classes],
+                dtype=object),
+            contract.CLASSIFY_SCORES: np.asarray(
+                [[c.score for c in row] for row in classes], np.float32)}
   request = regression_pb2.RegressionRequest()
   request.model_spec.name = model_name
   request.model_spec.signature_name = call.signature
   request.input.example_list.examples.add().CopyFrom(example)
   response = _rpc(client, stub.Regress, request)
-  return {'outputs': np.asarray([r.value for r in response.result.regressions],
-                                np.float32)}
+  return {contract.REGRESS_OUTPUTS: np.asarray(
+      [r.value for r in response.result.regressions], np.float32)}
 
 
 def _rpc(client, method, request):
@@ -384,22 +385,20 @@ def _expected_for_api(call: _Call) -> Dict[str, np.ndarray]:
   """What the API returns of the in-process outputs: all of them for Predict;
   for Classify the `classes` (labels) and `scores` it reports; for Regress the
   `outputs` as one value per example."""
-  if call.method == _PREDICT:
+  if call.method == contract.PREDICT_METHOD:
     return call.expected
-  if call.method == _CLASSIFY:
-    found = {}
-    if 'scores' in call.expected:
-      found['scores'] = call.expected['scores'].reshape(1, -1)
-    if 'classes' in call.expected:
-      found['classes'] = call.expected['classes'].reshape(1, -1)
-    return found
-  return {'outputs': call.expected['outputs'].reshape(-1)}
+  if call.method == contract.CLASSIFY_METHOD:
+    return {key: call.expected[key].reshape(1, -1)
+            for key in (contract.CLASSIFY_SCORES, contract.CLASSIFY_CLASSES)
+            if key in call.expected}
+  return {contract.REGRESS_OUTPUTS:
+          call.expected[contract.REGRESS_OUTPUTS].reshape(-1)}
 
 
 def _compare(call: _Call, served: Dict[str, np.ndarray]) -> Optional[str]:
   """None when `served` matches the in-process answer; else what differs."""
   expected = _expected_for_api(call)
-  if call.method == _CLASSIFY:
+  if call.method == contract.CLASSIFY_METHOD:
     served = {k: v for k, v in served.items() if k in expected and v.size}
   if sorted(served) != sorted(expected):
     return f'outputs {sorted(served)}, the model has {sorted(expected)}'
@@ -478,7 +477,7 @@ def _validate_once(model_dir: str, model_base_path: str, model_name: str,
 
 def validate(model_dir: str, records: Sequence[bytes], model_name: str,
              log_path: str, signature_names: Sequence[str] = (),
-             tags: Sequence[str] = (tf.saved_model.SERVING,),
+             tags: Sequence[str] = (contract.SERVE_TAG,),
              max_loading_time_seconds: float = DEFAULT_MAX_LOADING_TIME_SECONDS,
              num_tries: int = DEFAULT_NUM_TRIES) -> Result:
   """Serves `model_dir` with `mnist-tfx serve` and checks it answers `records`
@@ -517,7 +516,7 @@ def _one_line(text: str, head: int = 160, tail: int = 160) -> str:
 
 
 def _api(method: str) -> str:
-  return {_PREDICT: 'Predict', _CLASSIFY: 'Classify', _REGRESS: 'Regress'}[method]
+  return _APIS[method]
 
 
 def _first_line(error: BaseException) -> str:
@@ -602,7 +601,7 @@ class Executor(base_executor.BaseExecutor):
         model_dir, records, serving_spec.model_name or 'infra-validation-model',
         log_path=os.path.join(blessing.uri, SERVER_LOG_FILE),
         signature_names=list(tf_serving.signature_names),
-        tags=list(tf_serving.tag_set) or [tf.saved_model.SERVING],
+        tags=list(tf_serving.tag_set) or [contract.SERVE_TAG],
         max_loading_time_seconds=(validation_spec.max_loading_time_seconds or
                                   DEFAULT_MAX_LOADING_TIME_SECONDS),
         num_tries=validation_spec.num_tries or DEFAULT_NUM_TRIES)

@@ -14,8 +14,8 @@ batches (leader/followers). A request that finds a batch slot free leads: it
 takes a batch, which includes itself, runs it and wakes the followers whose rows
 it ran; when it is done it passes the slot to the oldest waiting request. So a
 lone request runs at once in its own thread, and under load each batch costs one
-thread wake-up per follower and nothing more: in Python, every hand-off between
-threads costs tens of microseconds, as much as running a small model.
+thread wake-up per follower and nothing more: in Python, a hand-off between
+threads costs about as much as running a small model.
 
 The knobs are TF Serving's (BatchingParameters, tensorflow_serving/batching/
 README.md) and are read from the same text-format file `tensorflow_model_server
@@ -60,8 +60,6 @@ class BatchingParameters:
       raise ValueError('batch_timeout_micros must be >= 0')
 
 
-_WRAPPED_INT = ('max_batch_size', 'batch_timeout_micros', 'max_enqueued_batches',
-                'num_batch_threads', 'max_execution_batch_size')
 _TOKEN = re.compile(
     r'\s*(?:(?P<wrapped>\w+)\s*\{\s*value\s*:\s*(?P<wvalue>"[^"]*"|[^\s}]+)\s*\}'
     r'|(?P<plain>\w+)\s*:\s*(?P<pvalue>"[^"]*"|\S+))\s*')
@@ -142,8 +140,6 @@ class BatchScheduler:
     self._queue: collections.deque = collections.deque()
     self._queued_rows = 0
     self._running = 0  # Batch slots held by leaders.
-    # Rows per model call, for tests and the benchmark.
-    self.batch_sizes: collections.Counter = collections.Counter()
 
   def submit(self, inputs: Tensors, rows: int) -> Tensors:
     """Runs one request of `rows` rows, batched; returns its rows of the outputs."""
@@ -216,8 +212,6 @@ class BatchScheduler:
         batch.append(task)
         rows += task.rows
       self._queued_rows -= rows
-      if batch:
-        self.batch_sizes[rows] += 1
       return batch
 
   def _finish(self, batch: List[_Task], results: List) -> None:
@@ -259,21 +253,3 @@ def _split(outputs: Tensors, rows: List[int]) -> List[Tensors]:
   pieces = {name: np.split(value, bounds) for name, value in outputs.items()}
   return [{name: pieces[name][i] for name in outputs} for i in range(len(rows))]
 
-
-class DirectScheduler:
-  """No batching: each request is one model call, in the request's thread."""
-
-  def __init__(self, run: RunFn, name: str = ''):
-    del name
-    self._run = run
-    self.batch_sizes: collections.Counter = collections.Counter()
-
-  def submit(self, inputs: Tensors, rows: int) -> Tensors:
-    self.batch_sizes[rows] += 1
-    try:
-      return self._run(inputs)
-    except Exception as e:  # pylint: disable=broad-except
-      raise errors.from_exception(e) from e
-
-  def close(self) -> None:
-    """Nothing to stop."""

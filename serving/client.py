@@ -5,13 +5,13 @@ Serving's REST API, so both talk to this project's server (`mnist-tfx serve`) an
 to TensorFlow Serving itself. Both take uint8 pixels [N, 784] (see mnist_inputs.py
 for reading image files and the IDX test set) and return a `Prediction`.
 
-Two signatures of the pushed model can answer:
+Two signatures of the pushed model can answer (models/serving_contract.py):
   serving_default  serialized tf.Examples (feature `image`, 784 int64 in 0-255)
                    -> `probabilities` [N, 10], `classes` [N]
   predict_images   float32 [N, 784] in [0, 1] -> `scores` [N, 10]
                    (TF Serving's MNIST tutorial contract)
 
-    with client.GrpcClient('localhost:8500') as c:
+    with client.GrpcClient() as c:  # localhost:8500, the pipeline's model
       prediction = c.predict(images)
       print(prediction.digits, prediction.probabilities, prediction.model_version)
 """
@@ -25,12 +25,15 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from models import features
+from models import serving_contract as contract
 from serving import mnist_inputs
+from serving import options as options_lib
 
-DEFAULT_SIGNATURE = 'serving_default'
-IMAGES_SIGNATURE = 'predict_images'
-CLASSIFY_SIGNATURE = 'classify'
-SIGNATURES = (DEFAULT_SIGNATURE, IMAGES_SIGNATURE)
+# The pipeline's model name (pipeline/config.py), as a server started by
+# `mnist-tfx serve` without flags serves it.
+MODEL_NAME = 'mnist'
+TIMEOUT_SECONDS = 10.0
 
 
 @dataclasses.dataclass
@@ -52,9 +55,9 @@ class RequestError(Exception):
 
 
 def _check_signature(signature_name: str) -> None:
-  if signature_name not in SIGNATURES:
-    raise ValueError(f'signature_name must be one of {SIGNATURES}, '
-                     f'got {signature_name!r}')
+  if signature_name not in contract.PREDICT_SIGNATURES:
+    raise ValueError('signature_name must be one of '
+                     f'{contract.PREDICT_SIGNATURES}, got {signature_name!r}')
 
 
 def fill_model_spec(spec, model_name: str, signature_name: str = '',
@@ -69,8 +72,18 @@ def fill_model_spec(spec, model_name: str, signature_name: str = '',
     spec.version_label = version_label
 
 
-def predict_request(images: np.ndarray, model_name: str = 'mnist',
-                    signature_name: str = DEFAULT_SIGNATURE,
+def default_target(protocol: str) -> str:
+  """Where a server started with TF Serving's defaults answers on this machine
+  (REST: the port TF Serving's Docker image opens)."""
+  if protocol == 'grpc':
+    return f'localhost:{options_lib.ServerOptions.port}'
+  if protocol == 'rest':
+    return f'localhost:{options_lib.DOCKER_REST_API_PORT}'
+  raise ValueError(f'protocol must be grpc or rest, got {protocol!r}')
+
+
+def predict_request(images: np.ndarray, model_name: str = MODEL_NAME,
+                    signature_name: str = contract.DEFAULT_SIGNATURE,
                     version: Optional[int] = None,
                     version_label: Optional[str] = None):
   """The PredictRequest for uint8 `images` [N, 784]: pixels in [0, 1] for
@@ -81,12 +94,12 @@ def predict_request(images: np.ndarray, model_name: str = 'mnist',
   request = predict_pb2.PredictRequest()
   fill_model_spec(request.model_spec, model_name, signature_name, version,
                   version_label)
-  if signature_name == IMAGES_SIGNATURE:
+  if signature_name == contract.IMAGES_SIGNATURE:
     pixels = mnist_inputs.unit_floats(images)
-    request.inputs['images'].CopyFrom(tf.make_tensor_proto(pixels))
+    request.inputs[contract.IMAGES_INPUT].CopyFrom(tf.make_tensor_proto(pixels))
   else:
     examples = mnist_inputs.encode_examples(images)
-    request.inputs['examples'].CopyFrom(
+    request.inputs[contract.EXAMPLES_INPUT].CopyFrom(
         tf.make_tensor_proto(examples, dtype=tf.string, shape=[len(examples)]))
   return request
 
@@ -94,8 +107,10 @@ def predict_request(images: np.ndarray, model_name: str = 'mnist',
 class GrpcClient:
   """PredictionService/ModelService over gRPC with the official stubs."""
 
-  def __init__(self, target: str = 'localhost:8500', model_name: str = 'mnist',
-               timeout: float = 10.0, max_message_bytes: int = 64 << 20):
+  def __init__(self, target: str = default_target('grpc'),
+               model_name: str = MODEL_NAME, timeout: float = TIMEOUT_SECONDS,
+               max_message_bytes: int = (
+                   options_lib.ServerOptions.max_message_bytes)):
     import grpc  # pylint: disable=g-import-not-at-top
     from tensorflow_serving.apis import model_service_pb2_grpc  # pylint: disable=g-import-not-at-top
     from tensorflow_serving.apis import prediction_service_pb2_grpc  # pylint: disable=g-import-not-at-top
@@ -120,14 +135,15 @@ class GrpcClient:
       raise RequestError(e.code().name, e.details()) from None
 
   def predict_request(self, images: np.ndarray,
-                      signature_name: str = DEFAULT_SIGNATURE,
+                      signature_name: str = contract.DEFAULT_SIGNATURE,
                       version: Optional[int] = None,
                       version_label: Optional[str] = None):
     """The PredictRequest for uint8 `images` [N, 784] (for callers that batch)."""
     return predict_request(images, self.model_name, signature_name, version,
                            version_label)
 
-  def predict(self, images: np.ndarray, signature_name: str = DEFAULT_SIGNATURE,
+  def predict(self, images: np.ndarray,
+              signature_name: str = contract.DEFAULT_SIGNATURE,
               version: Optional[int] = None,
               version_label: Optional[str] = None) -> Prediction:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -135,16 +151,18 @@ class GrpcClient:
                                    version_label)
     response = self._call(self.prediction_stub.Predict, request)
     outputs = {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
-    if signature_name == IMAGES_SIGNATURE:
-      probabilities = outputs['scores']
+    if signature_name == contract.IMAGES_SIGNATURE:
+      probabilities = outputs[contract.SCORES_OUTPUT]
       digits = probabilities.argmax(axis=1)
     else:
-      probabilities, digits = outputs['probabilities'], outputs['classes']
+      probabilities = outputs[contract.PROBABILITIES_OUTPUT]
+      digits = outputs[contract.CLASSES_OUTPUT]
     return Prediction(digits.astype(np.int64), probabilities.astype(np.float32),
                       response.model_spec.version.value,
                       response.model_spec.signature_name)
 
-  def classify(self, images: np.ndarray, signature_name: str = CLASSIFY_SIGNATURE,
+  def classify(self, images: np.ndarray,
+               signature_name: str = contract.CLASSIFY_SIGNATURE,
                version: Optional[int] = None
                ) -> Tuple[List[List[Tuple[str, float]]], int]:
     """([(label, score)] per image, model version) from the Classify API."""
@@ -187,8 +205,8 @@ class GrpcClient:
 class RestClient:
   """The same calls over TF Serving's REST API (JSON over HTTP)."""
 
-  def __init__(self, target: str = 'localhost:8501', model_name: str = 'mnist',
-               timeout: float = 10.0):
+  def __init__(self, target: str = default_target('rest'),
+               model_name: str = MODEL_NAME, timeout: float = TIMEOUT_SECONDS):
     self.base_url = target if '://' in target else f'http://{target}'
     self.model_name = model_name
     self.timeout = timeout
@@ -219,11 +237,12 @@ class RestClient:
     except urllib.error.URLError as e:
       raise RequestError('UNAVAILABLE', str(e.reason)) from None
 
-  def predict(self, images: np.ndarray, signature_name: str = DEFAULT_SIGNATURE,
+  def predict(self, images: np.ndarray,
+              signature_name: str = contract.DEFAULT_SIGNATURE,
               version: Optional[int] = None,
               version_label: Optional[str] = None) -> Prediction:
     _check_signature(signature_name)
-    if signature_name == IMAGES_SIGNATURE:
+    if signature_name == contract.IMAGES_SIGNATURE:
       instances = mnist_inputs.unit_floats(images).tolist()
     else:
       instances = [{'b64': base64.b64encode(e).decode('ascii')}
@@ -232,19 +251,21 @@ class RestClient:
         self._path(version, version_label) + ':predict',
         {'signature_name': signature_name, 'instances': instances})
     rows = document['predictions']
-    if signature_name == IMAGES_SIGNATURE:
+    if signature_name == contract.IMAGES_SIGNATURE:
       probabilities = np.asarray(rows, dtype=np.float32)
       digits = probabilities.argmax(axis=1)
     else:
-      probabilities = np.asarray([r['probabilities'] for r in rows], np.float32)
-      digits = np.asarray([r['classes'] for r in rows])
+      probabilities = np.asarray(
+          [r[contract.PROBABILITIES_OUTPUT] for r in rows], np.float32)
+      digits = np.asarray([r[contract.CLASSES_OUTPUT] for r in rows])
     return Prediction(digits.astype(np.int64), probabilities, None,
                       signature_name)
 
-  def classify(self, images: np.ndarray, signature_name: str = CLASSIFY_SIGNATURE,
+  def classify(self, images: np.ndarray,
+               signature_name: str = contract.CLASSIFY_SIGNATURE,
                version: Optional[int] = None
                ) -> Tuple[List[List[Tuple[str, float]]], Optional[int]]:
-    examples = [{'image': row.tolist()}
+    examples = [{features.IMAGE_KEY: row.tolist()}
                 for row in mnist_inputs.as_pixels(images).astype(np.int64)]
     document = self._request(
         self._path(version) + ':classify',
@@ -268,8 +289,8 @@ class RestClient:
     self.close()
 
 
-def connect(target: str, protocol: str = 'grpc', model_name: str = 'mnist',
-            timeout: float = 10.0):
+def connect(target: str, protocol: str = 'grpc', model_name: str = MODEL_NAME,
+            timeout: float = TIMEOUT_SECONDS):
   """A GrpcClient or RestClient for `target` (host:port)."""
   if protocol == 'grpc':
     return GrpcClient(target, model_name, timeout)

@@ -16,6 +16,7 @@ from typing import List, Optional
 
 import click
 
+from models import serving_contract as contract
 from pipeline import config as config_lib
 from pipeline import output_capture
 from pipeline.cli_options import config_options
@@ -198,8 +199,9 @@ def _version_labels(assignments) -> dict:
               help='Images of the IDX test set by index (3, 0,5 or 10-19); '
                    'repeatable.')
 @click.option('--server', 'target', default=None,
-              help='host:port (default localhost:8500 for gRPC, '
-                   'localhost:8501 for REST).')
+              help='host:port (default localhost:'
+                   f'{options_lib.ServerOptions.port} for gRPC, localhost:'
+                   f'{options_lib.DOCKER_REST_API_PORT} for REST).')
 @click.option('--protocol', type=click.Choice(['grpc', 'rest']), default='grpc',
               show_default=True)
 @click.option('--model_name', default=None,
@@ -208,9 +210,10 @@ def _version_labels(assignments) -> dict:
               help='Ask for this version (default: the latest served).')
 @click.option('--version_label', default=None, help='Ask for a labelled version.')
 @click.option('--signature_name',
-              type=click.Choice(['serving_default', 'predict_images']),
-              default='serving_default', show_default=True,
-              help='serving_default sends tf.Examples, predict_images floats.')
+              type=click.Choice(contract.PREDICT_SIGNATURES),
+              default=contract.DEFAULT_SIGNATURE, show_default=True,
+              help=f'{contract.DEFAULT_SIGNATURE} sends tf.Examples, '
+                   f'{contract.IMAGES_SIGNATURE} floats.')
 @click.option('--data-dir', 'data_dir', default=None,
               help='IDX files for --index (default: the config data dir).')
 @click.option('--timeout', type=float, default=10.0, show_default=True)
@@ -246,7 +249,7 @@ def predict(image_files, index_specs, target, protocol, model_name,
     sources.extend(f'test[{i}]' for i in indexes)
     labels.extend(int(label) for label in true_labels)
 
-  target = target or ('localhost:8500' if protocol == 'grpc' else 'localhost:8501')
+  target = target or client_lib.default_target(protocol)
   with client_lib.connect(target, protocol, model_name or config.model_name,
                           timeout) as client:
     try:

@@ -4,11 +4,11 @@ The services are the generated servicers of `tensorflow_serving.apis`, so the wi
 format is TF Serving's by construction and any client built on the official stubs
 (including TF Serving's MNIST tutorial client) works unchanged.
 
-grpcio's thread-pool server, not grpc.aio: measured on 2 cores, it costs about
-110 us of CPU per unary call against 155 us for grpc.aio, and its request threads
-are what the batch schedulers run batches on (batching.py), so a request needs no
-further thread switch. Each in-flight request holds a thread (--grpc_max_threads),
-so the pool must be larger than the concurrency meant to be batched.
+grpcio's thread-pool server, not grpc.aio: it costs less CPU per unary call, and
+its request threads are what the batch schedulers run batches on (batching.py),
+so a request needs no further thread switch. Each in-flight request holds a
+thread (--grpc_max_threads), so the pool must be larger than the concurrency meant
+to be batched.
 
 Regress and MultiInference behave as TF Serving's (regression_service.cc,
 multi_inference_helper.cc; see inference.py). ModelService.HandleReloadConfigRequest

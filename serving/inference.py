@@ -2,52 +2,54 @@
 
 The gRPC front end (grpc_server.py) passes the official `tensorflow_serving.apis`
 request protos straight here; the REST one (rest_server.py) builds the same protos
-from JSON (for Predict it decodes JSON straight into arrays, which the same
-Signature checks). So model selection, signature lookup, checks and error codes
-are written once, following TF Serving's implementation: predict_impl.cc and
-predict_util.cc (Predict), classification_service.cc and classifier.cc
-(Classify), regression_service.cc and regressor.cc (Regress), multi_inference.cc
-and multi_inference_helper.cc (MultiInference), get_model_metadata_impl.cc and
-get_model_status_impl.cc; the error texts are TF Serving's.
+from JSON, except for Predict (below). So model selection, signature lookup,
+checks and error codes are written once, following TF Serving's implementation:
+predict_impl.cc and predict_util.cc (Predict), classification_service.cc and
+classifier.cc (Classify), regression_service.cc and regressor.cc (Regress),
+multi_inference.cc and multi_inference_helper.cc (MultiInference),
+get_model_metadata_impl.cc and get_model_status_impl.cc; the error texts are
+TF Serving's.
 
 Every call takes an optional `timeout_in_ms`, TF Serving's RunOptions.timeout_in_ms
 for the graph run (a request merged into a batch runs without one).
 
+REST Predict (`predict_arrays`) skips the PredictRequest proto: its JSON is
+decoded straight into arrays of the signature's input dtypes (TF Serving's
+http_rest_api_handler.cc decodes it against the signature's TensorInfos too),
+which then take the same path as a gRPC Predict's inputs.
+
 Each successful Predict, Classify, Regress and MultiInference call is offered to
 the registry's request logger (TF Serving's ServerCore::Log, see
 serving/request_logging.py), which samples it if the model has a logging_config;
-REST Predict, which skips the PredictRequest proto, calls `log_rest_predict`.
+for REST Predict the PredictRequest is built only if the call is sampled.
 """
 
-from typing import List, Mapping, Tuple
+from typing import Callable, Dict, List, Mapping, Tuple
 
 import numpy as np
+import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import classification_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import inference_pb2
-from tensorflow_serving.apis import input_pb2
 from tensorflow_serving.apis import model_pb2
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import regression_pb2
 
+from models import serving_contract as contract
 from serving import errors
 from serving import model_registry
+from serving import options as options_lib
 from serving import request_logging
 from serving import servable as servable_lib
 from serving import tensors
 
-PREDICT_METHOD = 'tensorflow/serving/predict'
-CLASSIFY_METHOD = 'tensorflow/serving/classify'
-REGRESS_METHOD = 'tensorflow/serving/regress'
-CLASSIFY_INPUTS = 'inputs'
-CLASSIFY_CLASSES = 'classes'
-CLASSIFY_SCORES = 'scores'
-REGRESS_INPUTS = 'inputs'
-REGRESS_OUTPUTS = 'outputs'
+# GetModelMetadata's one metadata field (get_model_metadata_impl.cc).
 SIGNATURE_DEF_FIELD = 'signature_def'
+# REST Predict's decoder: the signature's input dtypes -> the request's inputs.
+Decode = Callable[[Mapping[str, tf.DType]], Dict[str, np.ndarray]]
 
 
 def response_model_spec(servable: servable_lib.Servable, signature_name: str,
@@ -55,7 +57,7 @@ def response_model_spec(servable: servable_lib.Servable, signature_name: str,
   """TF Serving's MakeModelSpec (util.cc): "" becomes serving_default."""
   spec.name = servable.name
   spec.version.value = servable.version
-  spec.signature_name = signature_name or servable_lib.DEFAULT_SIGNATURE
+  spec.signature_name = signature_name or contract.DEFAULT_SIGNATURE
 
 
 def _debug_string(signature_def: meta_graph_pb2.SignatureDef) -> str:
@@ -85,48 +87,49 @@ def preprocess_classification(
     signature_def: meta_graph_pb2.SignatureDef, name: str,
     method_name_check: bool) -> Tuple[str, List[str]]:
   """classifier.cc PreProcessClassification: (input tensor, output tensors)."""
-  _check_method_and_input(signature_def, 'classification', CLASSIFY_METHOD,
-                          method_name_check)
+  _check_method_and_input(signature_def, 'classification',
+                          contract.CLASSIFY_METHOD, method_name_check)
   if len(signature_def.outputs) not in (1, 2):
     raise errors.invalid_argument(
         'Expected one or two output Tensors, found '
         f'{len(signature_def.outputs)}')
-  if CLASSIFY_INPUTS not in signature_def.inputs:
+  if contract.CLASSIFY_INPUTS not in signature_def.inputs:
     [only] = signature_def.inputs
     raise errors.invalid_argument(
         'No classification inputs found in SignatureDef: '
         f'{_debug_string(signature_def)}(signature {name!r} takes {only!r}; a '
-        f"classification signature takes '{CLASSIFY_INPUTS}', serialized "
-        'tf.Examples)')
+        "classification signature takes "
+        f"'{contract.CLASSIFY_INPUTS}', serialized tf.Examples)")
   outputs = [signature_def.outputs[key].name
-             for key in (CLASSIFY_CLASSES, CLASSIFY_SCORES)
+             for key in (contract.CLASSIFY_CLASSES, contract.CLASSIFY_SCORES)
              if key in signature_def.outputs]
   if not outputs:
     raise errors.invalid_argument(
         'Expected classification signature outputs to contain at least one '
-        f'of "{CLASSIFY_CLASSES}" or "{CLASSIFY_SCORES}". Signature was: '
+        f'of "{contract.CLASSIFY_CLASSES}" or "{contract.CLASSIFY_SCORES}". '
+        'Signature was: '
         f'{_debug_string(signature_def)}')
-  return signature_def.inputs[CLASSIFY_INPUTS].name, outputs
+  return signature_def.inputs[contract.CLASSIFY_INPUTS].name, outputs
 
 
 def preprocess_regression(
     signature_def: meta_graph_pb2.SignatureDef,
     method_name_check: bool) -> Tuple[str, List[str]]:
   """regressor.cc PreProcessRegression: (input tensor, [output tensor])."""
-  _check_method_and_input(signature_def, 'regression', REGRESS_METHOD,
+  _check_method_and_input(signature_def, 'regression', contract.REGRESS_METHOD,
                           method_name_check)
   if len(signature_def.outputs) != 1:
     raise errors.invalid_argument('Expected one output Tensor.')
-  if REGRESS_INPUTS not in signature_def.inputs:
+  if contract.REGRESS_INPUTS not in signature_def.inputs:
     raise errors.invalid_argument(
         'No regression inputs found in SignatureDef: '
         f'{_debug_string(signature_def)}')
-  if REGRESS_OUTPUTS not in signature_def.outputs:
+  if contract.REGRESS_OUTPUTS not in signature_def.outputs:
     raise errors.invalid_argument(
         'No regression outputs found in SignatureDef: '
         f'{_debug_string(signature_def)}')
-  return (signature_def.inputs[REGRESS_INPUTS].name,
-          [signature_def.outputs[REGRESS_OUTPUTS].name])
+  return (signature_def.inputs[contract.REGRESS_INPUTS].name,
+          [signature_def.outputs[contract.REGRESS_OUTPUTS].name])
 
 
 class Inference:
@@ -134,15 +137,16 @@ class Inference:
   GetModelStatus requests."""
 
   def __init__(self, registry: model_registry.ModelRegistry,
-               max_tensor_elements: int = 1 << 28,
-               signature_method_name_check: bool = False,
-               outputs_as_tensor_content: bool = False):
+               options: options_lib.ServerOptions):
     self.registry = registry
-    self.max_tensor_elements = max_tensor_elements
-    # TF Serving's --enable_serialization_as_tensor_content (Predict outputs).
-    self.outputs_as_tensor_content = outputs_as_tensor_content
-    # TF Serving's --enable_signature_method_name_check, off by default there too.
-    self.signature_method_name_check = signature_method_name_check
+    # A legitimate tensor costs at least one byte per element on the wire; more
+    # elements can only come from "fill" protos, which are refused.
+    self.max_tensor_elements = options.max_message_bytes
+    # Predict outputs as tensor_content bytes.
+    self.outputs_as_tensor_content = (
+        options.enable_serialization_as_tensor_content)
+    self.signature_method_name_check = (
+        options.enable_signature_method_name_check)
 
   def resolve(self, spec: model_pb2.ModelSpec) -> servable_lib.Servable:
     """ServerCore::GetServableHandle: the servable a ModelSpec names."""
@@ -151,22 +155,27 @@ class Inference:
     return self.registry.resolve(spec)
 
   # --- Predict ------------------------------------------------------------
-  def predict_signature(self, servable: servable_lib.Servable,
-                        name: str) -> servable_lib.Signature:
+  def _predict_signature(self, servable: servable_lib.Servable, name: str,
+                         rest: bool = False) -> servable_lib.Signature:
+    """The signature a Predict request names, with predict_util.cc's checks
+    (--enable_signature_method_name_check: an INTERNAL error there)."""
     signature = servable.signature(name)
+    name = name or contract.DEFAULT_SIGNATURE
+    if signature is None and rest:
+      # http_rest_api_handler.cc GetInfoMap, before the JSON is decoded.
+      raise errors.invalid_argument(
+          f'Serving signature name: "{name}" not found in signature def')
     if signature is None:
-      raise errors.ServingError(
-          errors.Code.FAILED_PRECONDITION,
-          f'Serving signature key "{name or servable_lib.DEFAULT_SIGNATURE}" '
-          'not found.')
-    if self.signature_method_name_check and signature.method_name not in (
-        PREDICT_METHOD, CLASSIFY_METHOD, REGRESS_METHOD):
-      # predict_util.cc VerifySignature: an INTERNAL error there.
+      raise errors.ServingError(errors.Code.FAILED_PRECONDITION,
+                                f'Serving signature key "{name}" not found.')
+    methods = (contract.PREDICT_METHOD, contract.CLASSIFY_METHOD,
+               contract.REGRESS_METHOD)
+    if (self.signature_method_name_check and
+        signature.method_name not in methods):
       raise errors.ServingError(
           errors.Code.INTERNAL,
           'Expected prediction signature method_name to be one of '
-          f'{{{PREDICT_METHOD}, {CLASSIFY_METHOD}, {REGRESS_METHOD}}}. Was: '
-          f'{signature.method_name}')
+          f'{{{", ".join(methods)}}}. Was: {signature.method_name}')
     return signature
 
   def predict(self, request: predict_pb2.PredictRequest,
@@ -175,39 +184,46 @@ class Inference:
     if not request.HasField('model_spec'):
       raise errors.invalid_argument('Missing ModelSpec')
     servable = self.resolve(request.model_spec)
-    signature = self.predict_signature(
+    signature = self._predict_signature(
         servable, request.model_spec.signature_name)
     inputs = tensors.to_ndarrays(request.inputs, self.max_tensor_elements)
     outputs = signature.submit(inputs, request.output_filter, timeout_in_ms)
+    response = self._predict_response(servable, signature, outputs)
+    self._log(request_logging.PREDICT, request, response, response.model_spec)
+    return response
+
+  def predict_arrays(self, spec: model_pb2.ModelSpec, decode: Decode
+                     ) -> Dict[str, np.ndarray]:
+    """REST Predict: the outputs for the inputs `decode` makes of the request
+    once it is given the signature's input dtypes. The call is logged as the
+    PredictRequest TF Serving's REST handler makes (built only if sampled)."""
+    servable = self.resolve(spec)
+    signature = self._predict_signature(servable, spec.signature_name,
+                                        rest=True)
+    inputs = decode({key: t.dtype for key, t in signature.inputs.items()})
+    outputs = signature.submit(inputs)
+
+    def entry():
+      request = predict_pb2.PredictRequest()
+      request.model_spec.CopyFrom(spec)
+      for key, value in inputs.items():
+        tensors.fill_proto(value, request.inputs[key])
+      response = self._predict_response(servable, signature, outputs)
+      return request, response, response.model_spec
+    self.registry.request_logger.log(servable.name, request_logging.PREDICT,
+                                     entry)
+    return outputs
+
+  def _predict_response(self, servable: servable_lib.Servable,
+                        signature: servable_lib.Signature,
+                        outputs: Mapping[str, np.ndarray]
+                        ) -> predict_pb2.PredictResponse:
     response = predict_pb2.PredictResponse()
     response_model_spec(servable, signature.name, response.model_spec)
     for key, value in outputs.items():
       tensors.fill_proto(value, response.outputs[key],
                          self.outputs_as_tensor_content)
-    self._log(request_logging.PREDICT, request, response, response.model_spec)
     return response
-
-  def log_rest_predict(self, servable: servable_lib.Servable,
-                       request_spec: model_pb2.ModelSpec,
-                       inputs: Mapping[str, np.ndarray],
-                       outputs: Mapping[str, np.ndarray]) -> None:
-    """Logs a successful REST Predict call as the PredictRequest and
-    PredictResponse TF Serving's REST handler would have made of it (built only
-    if the call is sampled)."""
-    def entry():
-      request = predict_pb2.PredictRequest()
-      request.model_spec.CopyFrom(request_spec)
-      for key, value in inputs.items():
-        tensors.fill_proto(value, request.inputs[key])
-      response = predict_pb2.PredictResponse()
-      response_model_spec(servable, request_spec.signature_name,
-                          response.model_spec)
-      for key, value in outputs.items():
-        tensors.fill_proto(value, response.outputs[key],
-                           self.outputs_as_tensor_content)
-      return request, response, response.model_spec
-    self.registry.request_logger.log(servable.name, request_logging.PREDICT,
-                                     entry)
 
   def _log(self, kind: str, request, response,
            spec: model_pb2.ModelSpec) -> None:
@@ -219,11 +235,11 @@ class Inference:
   def _signature_def(self, servable: servable_lib.Servable,
                      name: str) -> meta_graph_pb2.SignatureDef:
     signature_def = servable.signature_defs.get(
-        name or servable_lib.DEFAULT_SIGNATURE)
+        name or contract.DEFAULT_SIGNATURE)
     if signature_def is None:
       raise errors.invalid_argument(
           'No signature was found with the name: '
-          f'{name or servable_lib.DEFAULT_SIGNATURE}')
+          f'{name or contract.DEFAULT_SIGNATURE}')
     return signature_def
 
   @staticmethod
@@ -232,14 +248,14 @@ class Inference:
     signature = servable.signature(name)
     if signature is None:  # Sparse or composite tensors: see servable.py.
       raise errors.invalid_argument(
-          f'Signature {name or servable_lib.DEFAULT_SIGNATURE!r} cannot be run '
+          f'Signature {name or contract.DEFAULT_SIGNATURE!r} cannot be run '
           'by this server')
     return signature
 
   def classify_signature(self, servable: servable_lib.Servable,
                          name: str) -> servable_lib.Signature:
     """classifier.cc GetClassificationSignatureDef + PreProcessClassification."""
-    name = name or servable_lib.DEFAULT_SIGNATURE
+    name = name or contract.DEFAULT_SIGNATURE
     preprocess_classification(self._signature_def(servable, name), name,
                               self.signature_method_name_check)
     return self._runnable(servable, name)
@@ -253,8 +269,8 @@ class Inference:
     servable = self.resolve(request.model_spec)
     signature = self.classify_signature(
         servable, request.model_spec.signature_name)
-    examples = serialized_examples(request.input)
-    outputs = signature.submit({CLASSIFY_INPUTS: examples},
+    examples = tensors.serialized_examples(request.input)
+    outputs = signature.submit({contract.CLASSIFY_INPUTS: examples},
                                timeout_in_ms=timeout_in_ms)
     response = classification_pb2.ClassificationResponse()
     response_model_spec(servable, request.model_spec.signature_name,
@@ -266,7 +282,7 @@ class Inference:
   def regress_signature(self, servable: servable_lib.Servable,
                         name: str) -> servable_lib.Signature:
     """regressor.cc GetRegressionSignatureDef + PreProcessRegression."""
-    name = name or servable_lib.DEFAULT_SIGNATURE
+    name = name or contract.DEFAULT_SIGNATURE
     preprocess_regression(self._signature_def(servable, name),
                           self.signature_method_name_check)
     return self._runnable(servable, name)
@@ -282,10 +298,10 @@ class Inference:
     response = regression_pb2.RegressionResponse()
     response_model_spec(servable, request.model_spec.signature_name,
                         response.model_spec)
-    examples = serialized_examples(request.input)
-    outputs = signature.submit({REGRESS_INPUTS: examples},
+    examples = tensors.serialized_examples(request.input)
+    outputs = signature.submit({contract.REGRESS_INPUTS: examples},
                                timeout_in_ms=timeout_in_ms)
-    fill_regression_result(outputs[REGRESS_OUTPUTS], len(examples),
+    fill_regression_result(outputs[contract.REGRESS_OUTPUTS], len(examples),
                            response.result)
     self._log(request_logging.REGRESS, request, response, response.model_spec)
     return response
@@ -319,7 +335,7 @@ class Inference:
         raise errors.invalid_argument(
             'All ModelSpecs in a MultiInferenceRequest must access the same '
             'model name.')
-      name = task.model_spec.signature_name or servable_lib.DEFAULT_SIGNATURE
+      name = task.model_spec.signature_name or contract.DEFAULT_SIGNATURE
       if name in seen:
         raise errors.invalid_argument(
             f'Duplicate evaluation of signature: {name}')
@@ -328,10 +344,10 @@ class Inference:
       if signature_def is None:
         raise errors.invalid_argument(
             f'Requested signature not found in model graph: {name}')
-      if task.method_name == CLASSIFY_METHOD:
+      if task.method_name == contract.CLASSIFY_METHOD:
         input_name, outputs = preprocess_classification(
             signature_def, name, self.signature_method_name_check)
-      elif task.method_name == REGRESS_METHOD:
+      elif task.method_name == contract.REGRESS_METHOD:
         input_name, outputs = preprocess_regression(
             signature_def, self.signature_method_name_check)
       else:
@@ -341,7 +357,7 @@ class Inference:
       input_names.append(input_name)
       output_names.extend(outputs)
       plans.append((task, signature_def))
-    examples = serialized_examples(request.input)
+    examples = tensors.serialized_examples(request.input)
     feeds = {input_name: examples for input_name in input_names}
     try:
       values = servable.run_tensors(feeds, output_names, timeout_in_ms)
@@ -353,11 +369,11 @@ class Inference:
       outputs = {alias: values[info.name]
                  for alias, info in signature_def.outputs.items()
                  if info.name in values}
-      if task.method_name == CLASSIFY_METHOD:
+      if task.method_name == contract.CLASSIFY_METHOD:
         fill_classification_result(outputs, len(examples),
                                    result.classification_result)
       else:
-        fill_regression_result(outputs[REGRESS_OUTPUTS], len(examples),
+        fill_regression_result(outputs[contract.REGRESS_OUTPUTS], len(examples),
                                result.regression_result)
       response_model_spec(servable, task.model_spec.signature_name,
                           result.model_spec)
@@ -402,36 +418,16 @@ class Inference:
     return response
 
 
-def serialized_examples(model_input: input_pb2.Input) -> np.ndarray:
-  """The Input's tf.Examples, serialized (context merged in), as TF Serving does."""
-  kind = model_input.WhichOneof('kind')
-  if kind == 'example_list':
-    examples = [e.SerializeToString() for e in model_input.example_list.examples]
-  elif kind == 'example_list_with_context':
-    with_context = model_input.example_list_with_context
-    # Concatenated serialized protos parse as one merged proto: the context's
-    # features plus the example's.
-    context = with_context.context.SerializeToString()
-    examples = [context + e.SerializeToString() for e in with_context.examples]
-  else:
-    examples = []
-  if not examples:
-    raise errors.invalid_argument('Input is empty.')
-  array = np.empty(len(examples), dtype=object)
-  array[:] = examples
-  return array
-
-
 def fill_classification_result(outputs: Mapping[str, np.ndarray],
                                num_examples: int,
                                result: classification_pb2.ClassificationResult):
   """Per example, (label, score) pairs from the `classes`/`scores` outputs
   (classifier.cc PostProcessClassificationResult: its checks and texts)."""
-  classes = outputs.get(CLASSIFY_CLASSES)
-  scores = outputs.get(CLASSIFY_SCORES)
+  classes = outputs.get(contract.CLASSIFY_CLASSES)
+  scores = outputs.get(contract.CLASSIFY_SCORES)
   for name, value, dtype, dtype_name in (
-      (CLASSIFY_CLASSES, classes, None, 'DT_STRING'),
-      (CLASSIFY_SCORES, scores, np.float32, 'DT_FLOAT')):
+      (contract.CLASSIFY_CLASSES, classes, None, 'DT_STRING'),
+      (contract.CLASSIFY_SCORES, scores, np.float32, 'DT_FLOAT')):
     if value is None:
       continue
     if value.ndim != 2:

@@ -14,7 +14,7 @@ expected.
 import base64
 import binascii
 import json
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Dict, List, Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -161,19 +161,27 @@ def to_ndarray(value: Any, dtype: tf.DType) -> np.ndarray:
 
 
 # --- predict requests ---------------------------------------------------------
-def predict_inputs(doc: Mapping[str, Any], input_dtypes: Mapping[str, tf.DType]
-                   ) -> Tuple[Dict[str, np.ndarray], str]:
-  """(inputs by name, ROW or COLUMNAR) from a predict request document."""
+def predict_layout(doc: Mapping[str, Any]) -> str:
+  """ROW (`instances`) or COLUMNAR (`inputs`): how a predict request document
+  holds its inputs, and so how the answer holds the outputs."""
   has_instances, has_inputs = 'instances' in doc, 'inputs' in doc
   if has_instances and has_inputs:
     raise errors.invalid_argument(
         "Not formatted correctly expecting only one of 'inputs' or "
         "'instances' keys to exist")
   if has_instances:
-    return _row_inputs(doc['instances'], input_dtypes), ROW
+    return ROW
   if has_inputs:
-    return _columnar_inputs(doc['inputs'], input_dtypes), COLUMNAR
+    return COLUMNAR
   raise errors.invalid_argument("Missing 'inputs' or 'instances' key")
+
+
+def predict_inputs(doc: Mapping[str, Any], input_dtypes: Mapping[str, tf.DType]
+                   ) -> Dict[str, np.ndarray]:
+  """The inputs by name of a predict request document."""
+  if predict_layout(doc) == ROW:
+    return _row_inputs(doc['instances'], input_dtypes)
+  return _columnar_inputs(doc['inputs'], input_dtypes)
 
 
 def _row_inputs(instances: Any, input_dtypes: Mapping[str, tf.DType]

@@ -1,10 +1,11 @@
 """Which model versions are served: version policy, loading, watching, hot swap.
 
 TF Serving's storage contract: a model's base path holds one directory per version,
-named by its integer version number (`<base_path>/<version>/saved_model.pb`). The
-registry polls every base path; the model's version policy (TF Serving's
-ServableVersionPolicy: the latest N versions, the default being the latest one;
-all; or specific versions) picks the versions to serve among those on disk.
+named by its integer version number (`<base_path>/<version>/saved_model.pb`,
+serving/storage_path.py). The registry polls every base path; the model's version
+policy (TF Serving's ServableVersionPolicy: the latest N versions, the default
+being the latest one; all; or specific versions) picks the versions to serve among
+those on disk.
 
 A newly wanted version is loaded and warmed up in the background while the current
 ones keep answering; only then is it published, by replacing the model's
@@ -42,6 +43,7 @@ from serving import errors
 from serving import options as options_lib
 from serving import request_logging
 from serving import servable as servable_lib
+from serving import storage_path
 from serving import warmup
 
 State = get_model_status_pb2.ModelVersionStatus.State
@@ -142,23 +144,6 @@ def model_configs(config: model_server_config_pb2.ModelServerConfig,
     models.append(ModelConfig(model.name, model.base_path, policy,
                               dict(model.version_labels), logging_config))
   return models
-
-
-def versions_on_disk(base_path: str) -> Dict[int, str]:
-  """{version: path} of the complete SavedModel version directories."""
-  try:
-    names = tf.io.gfile.listdir(base_path)
-  except tf.errors.NotFoundError:
-    return {}
-  found = {}
-  for name in names:
-    name = name.rstrip('/')
-    if not name.isdigit():  # Pusher staging folders, stray files.
-      continue
-    path = f'{base_path.rstrip("/")}/{name}'
-    if tf.io.gfile.isdir(path) and servable_lib.is_saved_model_dir(path):
-      found[int(name)] = path
-  return found
 
 
 class _Model:
@@ -328,7 +313,10 @@ class ModelRegistry:
 
   def _poll_model(self, model: _Model) -> None:
     config = model.config
-    on_disk = versions_on_disk(config.base_path)
+    # Only complete SavedModels: a version folder being written is not one yet.
+    on_disk = {version: path for version, path
+               in storage_path.version_dirs(config.base_path).items()
+               if servable_lib.is_saved_model_dir(path)}
     if not on_disk and not model.warned_empty:
       log.warning('no versions of model %r found under %s', config.name,
                   config.base_path)

@@ -17,7 +17,12 @@ import dataclasses
 import os
 from typing import Any, Dict, List
 
+from models import serving_contract as contract
+
 _CPUS = os.cpu_count() or 1
+# The REST port TF Serving's Docker image opens (tensorflow_model_server itself
+# has no REST API unless --rest_api_port is given), where clients look first.
+DOCKER_REST_API_PORT = 8501
 
 
 def _flag(default: Any, help: str, applicable: bool = True,  # pylint: disable=redefined-builtin
@@ -78,7 +83,8 @@ class ServerOptions:
   num_unload_threads: int = _flag(
       0, 'Accepted; unloading is immediate here (a version is dropped once its '
       'last request finishes).')
-  saved_model_tags: str = _flag('serve', 'MetaGraph tags to load, comma-separated.')
+  saved_model_tags: str = _flag(contract.SERVE_TAG,
+                                'MetaGraph tags to load, comma-separated.')
   enable_model_warmup: bool = _flag(
       True, 'Replay assets.extra/tf_serving_warmup_requests before serving.')
   num_request_iterations_for_warmup: int = _flag(

@@ -24,6 +24,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from models import features
+from models import serving_contract as contract
 from pipeline.errors import UserError
 from serving import request_logging
 
@@ -231,7 +232,7 @@ def decode(entry) -> Tuple[Key, Optional[np.ndarray], Optional[np.ndarray]]:
   kind = entry.WhichOneof('log_type')
   log = getattr(entry, kind)
   spec = entry.log_metadata.model_spec
-  signature = spec.signature_name or 'serving_default'
+  signature = spec.signature_name or contract.DEFAULT_SIGNATURE
   key = (kind[:-len('_log')], spec.name, spec.version.value, signature)
   images = digits = None
   try:

@@ -232,7 +232,7 @@ LogEntry = Tuple[message_lib.Message, message_lib.Message, model_pb2.ModelSpec]
 class ServerRequestLogger:
   """The request loggers of every model (core/server_request_logger.cc)."""
 
-  def __init__(self, saved_model_tags: Sequence[str] = ('serve',)):
+  def __init__(self, saved_model_tags: Sequence[str]):
     self._tags = list(saved_model_tags)
     self._by_model: Dict[str, List[RequestLogger]] = {}  # replaced, not edited
     self._by_config: Dict[bytes, RequestLogger] = {}

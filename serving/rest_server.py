@@ -19,8 +19,7 @@ from Python and finishes in the background); --rest_api_enable_cors_support adds
 CORS headers and answers preflight requests; with a Prometheus MonitoringConfig the
 metrics are served at its path; every request is counted by model and status.
 Successful predict/classify/regress calls are request-logged as their gRPC
-counterparts are (serving/request_logging.py): classify and regress build the
-gRPC request anyway, predict hands its arrays to Inference.log_rest_predict.
+counterparts are (serving/request_logging.py).
 """
 
 import concurrent.futures
@@ -74,9 +73,11 @@ def _model_spec(name: str, version: Optional[str],
 class RestApi:
   """Maps (method, path, body) to (HTTP status, JSON document); no sockets."""
 
-  def __init__(self, inference: inference_lib.Inference, timeout_ms: int = 0,
+  def __init__(self, inference: inference_lib.Inference,
+               options: options_lib.ServerOptions,
                metrics: Optional[monitoring.Metrics] = None):
     self._inference = inference
+    timeout_ms = options.rest_api_timeout_in_ms
     self._timeout = timeout_ms / 1000 if timeout_ms > 0 else None
     self._metrics = metrics
     # Model calls run here when a timeout applies, so the connection thread can
@@ -145,17 +146,9 @@ class RestApi:
   def _predict(self, spec: model_pb2.ModelSpec, body: bytes) -> Dict[str, Any]:
     doc = json_codec.parse(body)
     spec.signature_name = json_codec.signature_name(doc)
-    servable = self._inference.registry.resolve(spec)
-    signature = servable.signature(spec.signature_name)
-    if signature is None:
-      raise errors.invalid_argument(
-          f'Serving signature name: "{spec.signature_name or "serving_default"}"'
-          ' not found in signature def')
-    dtypes = {key: tensor.dtype for key, tensor in signature.inputs.items()}
-    inputs, layout = json_codec.predict_inputs(doc, dtypes)
-    outputs = signature.submit(inputs)
-    self._inference.log_rest_predict(servable, spec, inputs, outputs)
-    return json_codec.predict_response(outputs, layout)
+    outputs = self._inference.predict_arrays(
+        spec, lambda dtypes: json_codec.predict_inputs(doc, dtypes))
+    return json_codec.predict_response(outputs, json_codec.predict_layout(doc))
 
   def _classify(self, spec: model_pb2.ModelSpec, body: bytes) -> Dict[str, Any]:
     return self._examples_call(spec, body, classification_pb2.ClassificationRequest,
@@ -301,7 +294,7 @@ class RestServer:
   def __init__(self, inference: inference_lib.Inference,
                options: options_lib.ServerOptions,
                metrics: Optional[monitoring.Metrics] = None):
-    self.api = RestApi(inference, options.rest_api_timeout_in_ms, metrics)
+    self.api = RestApi(inference, options, metrics)
     self.max_body_bytes = options.max_message_bytes
     self.metrics = metrics
     self.cors = options.rest_api_enable_cors_support

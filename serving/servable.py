@@ -39,7 +39,6 @@ The SignatureDefs reported by GetModelMetadata are the MetaGraph's own, so they
 are exactly what TF Serving reports for the same directory.
 """
 
-import collections
 import logging
 import threading
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
@@ -49,14 +48,10 @@ import tensorflow as tf
 from tensorflow.core.protobuf import config_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 
+from models import serving_contract as contract
 from serving import batching
 from serving import errors
 from serving import tensors
-
-DEFAULT_SIGNATURE = 'serving_default'
-SERVE_TAG = 'serve'
-# The SignatureDef TF2 SavedModels use to name their init op; not a signature.
-INIT_OP_SIGNATURE = '__saved_model_init_op'
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +80,7 @@ class GraphRunner:
   """Runs one loaded MetaGraph by tensor names: TF Serving's Session::Run.
 
   Each distinct (feeds, fetches) pair becomes a Session callable once; calling
-  one costs a few tens of microseconds and performs no Python-side shape check.
+  one performs no Python-side shape check.
   """
 
   def __init__(self, session: tf.compat.v1.Session):
@@ -177,14 +172,6 @@ class Signature:
     if batching_params and self.batchable:
       self._scheduler = batching.BatchScheduler(
           self.run, batching_params, scheduler_name)
-    self._direct_sizes: collections.Counter = collections.Counter()
-
-  @property
-  def batch_sizes(self):
-    """Rows per model call: batched calls, or each request's own call."""
-    if self._scheduler is None:
-      return self._direct_sizes
-    return self._scheduler.batch_sizes
 
   def with_defaults(self, inputs: Mapping[str, np.ndarray]
                     ) -> Mapping[str, np.ndarray]:
@@ -283,7 +270,6 @@ class Signature:
       if output_filter:
         outputs = {key: outputs[key] for key in output_filter}
       return outputs
-    self._direct_sizes[rows or 1] += 1
     try:
       return self.run(inputs, output_filter or None, timeout_in_ms)
     except Exception as e:  # pylint: disable=broad-except
@@ -318,7 +304,7 @@ def _dense(signature_def: meta_graph_pb2.SignatureDef) -> bool:
   return all(info.WhichOneof('encoding') == 'name' for info in infos)
 
 
-def load_session(path: str, tags: Sequence[str] = (SERVE_TAG,)
+def load_session(path: str, tags: Sequence[str] = (contract.SERVE_TAG,)
                  ) -> Tuple[tf.compat.v1.Session, meta_graph_pb2.MetaGraphDef]:
   """Loads the MetaGraph tagged `tags` into a new Session, as TF Serving does.
 
@@ -356,7 +342,7 @@ class Servable:
     self.runner = GraphRunner(session)
     self.signatures: Dict[str, Signature] = {}
     for key, signature_def in self.signature_defs.items():
-      if key == INIT_OP_SIGNATURE:
+      if key == contract.INIT_OP_SIGNATURE:
         continue
       if not _dense(signature_def):
         log.warning('%s: signature %r uses sparse or composite tensors, which '
@@ -369,22 +355,19 @@ class Servable:
   @classmethod
   def load(cls, name: str, version: int, path: str,
            batching_params: Optional[batching.BatchingParameters],
-           tags: Sequence[str] = (SERVE_TAG,)) -> 'Servable':
+           tags: Sequence[str] = (contract.SERVE_TAG,)) -> 'Servable':
     session, meta_graph = load_session(path, tags)
     return cls(name, version, path, session, meta_graph.signature_def,
                batching_params)
 
   def signature(self, name: str) -> Optional[Signature]:
-    return self.signatures.get(name or DEFAULT_SIGNATURE)
+    return self.signatures.get(name or contract.DEFAULT_SIGNATURE)
 
   def run_tensors(self, feeds: Mapping[str, np.ndarray], fetches: Sequence[str],
                   timeout_in_ms: int = 0) -> Dict[str, np.ndarray]:
     """One Session::Run by tensor names (MultiInference): {fetch: value}."""
     fetches = list(dict.fromkeys(fetches))
     return dict(zip(fetches, self.runner.run(feeds, fetches, timeout_in_ms)))
-
-  def batch_sizes(self) -> Dict[str, Dict[int, int]]:
-    return {key: dict(sig.batch_sizes) for key, sig in self.signatures.items()}
 
   def close(self) -> None:
     for signature in self.signatures.values():

@@ -11,7 +11,11 @@ re-labelled (server.cc, PollFilesystemAndReloadConfig).
 import logging
 import signal
 import threading
-from typing import Dict, Optional, Sequence
+from typing import Optional, Sequence
+
+import tensorflow as tf
+from google.protobuf import text_format
+from tensorflow.core.protobuf import config_pb2
 
 from serving import batching as batching_lib
 from serving import grpc_server
@@ -45,11 +49,8 @@ def apply_thread_settings(options: ServerOptions) -> None:
   """The TensorFlow thread pools, before any model runs (they are fixed then):
   from --tensorflow_session_config_file's ConfigProto if given, else from the
   parallelism flags (TF Serving: the config file wins)."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   threads = options.thread_settings()
   if options.tensorflow_session_config_file:
-    from google.protobuf import text_format  # pylint: disable=g-import-not-at-top
-    from tensorflow.core.protobuf import config_pb2  # pylint: disable=g-import-not-at-top
     with open(options.tensorflow_session_config_file) as f:
       proto = text_format.Parse(f.read(), config_pb2.ConfigProto())
     threads = {'intra': proto.intra_op_parallelism_threads,
@@ -74,15 +75,7 @@ class ModelServer:
         options=self.options)
     self.metrics = monitoring.from_options(self.options,
                                            self.registry.version_states)
-    self.inference = inference_lib.Inference(
-        self.registry,
-        # A legitimate tensor costs at least one byte per element on the wire;
-        # more elements can only come from "fill" protos, which are refused.
-        max_tensor_elements=self.options.max_message_bytes,
-        signature_method_name_check=(
-            self.options.enable_signature_method_name_check),
-        outputs_as_tensor_content=(
-            self.options.enable_serialization_as_tensor_content))
+    self.inference = inference_lib.Inference(self.registry, self.options)
     self._grpc: Optional[grpc_server.GrpcServer] = None
     self._rest: Optional[rest_server.RestServer] = None
     self._stop = threading.Event()
@@ -151,11 +144,6 @@ class ModelServer:
       for sig, handler in previous.items():
         signal.signal(sig, handler)
       self.stop()
-
-  def batch_sizes(self, model_name: str) -> Dict[int, Dict[str, Dict[int, int]]]:
-    """{version: {signature: {rows per model call: count}}}, for tests/benchmark."""
-    return {version: servable.batch_sizes()
-            for version, servable in self.registry.servables(model_name).items()}
 
   def __enter__(self) -> 'ModelServer':
     return self.start()

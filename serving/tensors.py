@@ -8,6 +8,10 @@ terabytes and take the server down.
 Writing fills the typed fields (`float_val`, `int64_val`, `string_val`, ...), as TF
 Serving does (Tensor::AsProtoField): clients such as TF Serving's own MNIST tutorial
 client read `outputs['scores'].float_val` directly.
+
+The tf.Examples of a Classify or Regress request (an Input proto) become one
+string tensor of serialized examples, as TF Serving feeds them (util.cc,
+InputToSerializedExampleTensor); warm-up replays its records the same way.
 """
 
 import functools
@@ -17,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2
 from tensorflow.core.framework import types_pb2
+from tensorflow_serving.apis import input_pb2
 
 from serving import errors
 
@@ -136,7 +141,21 @@ def fill_proto(array: np.ndarray, proto: tensor_pb2.TensorProto,
     proto.CopyFrom(tf.make_tensor_proto(array))
 
 
-def to_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
-  proto = tensor_pb2.TensorProto()
-  fill_proto(array, proto)
-  return proto
+def serialized_examples(model_input: input_pb2.Input) -> np.ndarray:
+  """The Input's tf.Examples, serialized (context merged in), as TF Serving does."""
+  kind = model_input.WhichOneof('kind')
+  if kind == 'example_list':
+    examples = [e.SerializeToString() for e in model_input.example_list.examples]
+  elif kind == 'example_list_with_context':
+    with_context = model_input.example_list_with_context
+    # Concatenated serialized protos parse as one merged proto: the context's
+    # features plus the example's.
+    context = with_context.context.SerializeToString()
+    examples = [context + e.SerializeToString() for e in with_context.examples]
+  else:
+    examples = []
+  if not examples:
+    raise errors.invalid_argument('Input is empty.')
+  array = np.empty(len(examples), dtype=object)
+  array[:] = examples
+  return array

@@ -1,8 +1,8 @@
 """Warm-up: run a new version once per signature before it takes traffic.
 
 The first call of a restored function pays for building TensorFlow's executor and
-oneDNN kernels (tens of milliseconds); a hot-swapped version must not make its first
-users pay that. Like TF Serving, a version directory may carry recorded requests in
+oneDNN kernels; a hot-swapped version must not make its first users pay that. Like
+TF Serving, a version directory may carry recorded requests in
 `assets.extra/tf_serving_warmup_requests` (a TFRecord file of PredictionLog protos);
 those are replayed, and a failure there fails the load, as in TF Serving (the
 pipeline's exporter writes them: models/trainer/warmup_requests.py). Without that
@@ -20,11 +20,10 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
-from models import serving_contract
+from models import serving_contract as contract
 from serving import servable as servable_lib
 from serving import tensors
 
-WARMUP_FILE = serving_contract.WARMUP_FILE
 # TF Serving caps the replayed records the same way.
 MAX_WARMUP_RECORDS = 1000
 _SYNTHETIC_BATCH_SIZES = (1, 8)
@@ -36,7 +35,7 @@ def warm_up(servable: servable_lib.Servable, iterations: int = 1) -> int:
   """Runs warm-up calls on `servable` (each warm-up record `iterations` times,
   TF Serving's --num_request_iterations_for_warmup); returns how many calls were
   made."""
-  path = os.path.join(servable.path, WARMUP_FILE)
+  path = os.path.join(servable.path, contract.WARMUP_FILE)
   if tf.io.gfile.exists(path):
     return _replay(servable, path, iterations)
   calls = 0
@@ -75,12 +74,11 @@ def _replay(servable: servable_lib.Servable, path: str, iterations: int) -> int:
       signature = servable.signature(request.model_spec.signature_name)
       inputs = tensors.to_ndarrays(request.inputs, max_elements=1 << 40)
     elif kind in ('classify_log', 'regress_log'):
-      from serving import inference  # pylint: disable=g-import-not-at-top
       request = getattr(entry, kind).request
       signature = servable.signature(request.model_spec.signature_name)
       if signature is not None:
         inputs = {next(iter(signature.inputs)):
-                  inference.serialized_examples(request.input)}
+                  tensors.serialized_examples(request.input)}
     else:
       raise ValueError(f'{path}: warm-up record of type {kind} is not supported '
                        'by this server (predict_log, classify_log and '

@@ -12,19 +12,22 @@ place, as the Pusher does, so a server watching the base path never sees a
 half-written version.
 """
 
+import collections
+import contextlib
 import os
 import shutil
 import socket
 import tempfile
-from typing import Optional
+import threading
+from typing import Dict, Iterator, Optional
 
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 from models import features
-
-CLASSIFY_METHOD = 'tensorflow/serving/classify'
+from models import serving_contract as contract
+from serving import storage_path
 
 
 def weights(version: int):
@@ -146,13 +149,19 @@ def set_method_name(export_dir: str, signature: str, method_name: str) -> None:
 def save_model(export_dir: str, version: int,
                architecture: str = 'linear') -> None:
   """Saves the stand-in of `version` to `export_dir` (which must not exist)."""
-  module = ARCHITECTURES[architecture](version)
+  save_module(ARCHITECTURES[architecture](version), export_dir)
+
+
+def save_module(module: _Digits, export_dir: str) -> str:
+  """Saves `module` with the pushed model's three signatures; returns the dir."""
   tf.saved_model.save(module, export_dir, signatures={
-      'serving_default': module.serving_default,
-      'predict_images': module.predict_images,
-      'classify': module.classify,
+      contract.DEFAULT_SIGNATURE: module.serving_default,
+      contract.IMAGES_SIGNATURE: module.predict_images,
+      contract.CLASSIFY_SIGNATURE: module.classify,
   })
-  set_method_name(export_dir, 'classify', CLASSIFY_METHOD)
+  set_method_name(export_dir, contract.CLASSIFY_SIGNATURE,
+                  contract.CLASSIFY_METHOD)
+  return export_dir
 
 
 def publish(base_path: str, version: int, write) -> str:
@@ -200,7 +209,40 @@ def start_server(*models, **options):
 
 
 def latest_version(base_path: str) -> int:
-  return max(int(name) for name in os.listdir(base_path) if name.isdigit())
+  return max(storage_path.version_dirs(base_path))
+
+
+@contextlib.contextmanager
+def model_calls(server, model_name: str
+                ) -> Iterator[Dict[str, collections.Counter]]:
+  """{signature: Counter(rows per model call)} of the calls the loaded versions
+  of `model_name` make inside the block: how the server batched its requests.
+
+  Every model call of a version runs its graph through the version's
+  GraphRunner, so wrapping that runner observes the calls; a call is put under
+  the signature whose input tensors it feeds.
+  """
+  calls: Dict[str, collections.Counter] = collections.defaultdict(
+      collections.Counter)
+  lock = threading.Lock()
+  runners = []
+  for servable in server.registry.servables(model_name).values():
+    by_inputs = {frozenset(signature.input_names.values()): name
+                 for name, signature in servable.signatures.items()}
+
+    def counting(feeds, fetches, timeout_in_ms=0, run=servable.runner.run,
+                 by_inputs=by_inputs):
+      rows = len(next(iter(feeds.values())))
+      with lock:
+        calls[by_inputs.get(frozenset(feeds))][rows] += 1
+      return run(feeds, fetches, timeout_in_ms)
+    servable.runner.run = counting
+    runners.append(servable.runner)
+  try:
+    yield calls
+  finally:
+    for runner in runners:
+      del runner.run  # The class's own method again.
 
 
 def free_port() -> int:

@@ -23,11 +23,14 @@ from tfx.types import standard_artifacts
 from components import atomic_pusher
 from components import infra_validator
 from components.idx_example_gen import to_example
+from models import serving_contract as contract
 from tests import serving_testutil
 from tests.conftest import images_of
 
 NUM_EXAMPLES = 4
-SIGNATURES = ['classify', 'predict_images', 'serving_default']
+# Called in name order.
+SIGNATURES = sorted([contract.DEFAULT_SIGNATURE, contract.IMAGES_SIGNATURE,
+                     contract.CLASSIFY_SIGNATURE])
 
 
 class _BrokenPredictImages(serving_testutil._LinearDigits):  # pylint: disable=protected-access
@@ -46,17 +49,6 @@ class _RandomPredictImages(serving_testutil._LinearDigits):  # pylint: disable=p
   @tf.function(input_signature=[tf.TensorSpec([None, 784], tf.float32)])
   def predict_images(self, images):
     return {'scores': tf.random.uniform([tf.shape(images)[0], 10])}
-
-
-def _save(module, export_dir):
-  tf.saved_model.save(module, export_dir, signatures={
-      'serving_default': module.serving_default,
-      'predict_images': module.predict_images,
-      'classify': module.classify,
-  })
-  serving_testutil.set_method_name(export_dir, 'classify',
-                                   serving_testutil.CLASSIFY_METHOD)
-  return export_dir
 
 
 @pytest.fixture(scope='module')
@@ -125,7 +117,7 @@ def test_only_the_named_signatures_are_called(good_model, records, tmp_path):
 ])
 def test_a_model_that_loads_but_does_not_answer_right_is_not_blessed(
     records, tmp_path, module, reasons):
-  model = _save(module(), str(tmp_path / 'model'))
+  model = serving_testutil.save_module(module(), str(tmp_path / 'model'))
   result = _validate(model, records, tmp_path)
   assert not result.blessed
   for reason in reasons:
@@ -312,7 +304,8 @@ def test_component_blesses_a_good_model_and_the_pusher_pushes_it(
 
 def test_component_does_not_bless_a_broken_model_and_the_pusher_does_not_push(
     records, tmp_path):
-  broken = _save(_BrokenPredictImages(1), str(tmp_path / 'saved_model'))
+  broken = serving_testutil.save_module(_BrokenPredictImages(1),
+                                        str(tmp_path / 'saved_model'))
   model = _model_artifact(tmp_path, broken)
   blessing = _run_executor(tmp_path, model, _examples_artifact(tmp_path, records))
   assert 'INFRA_NOT_BLESSED' in os.listdir(blessing.uri)

@@ -30,7 +30,8 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tensorflow_serving.config import model_server_config_pb2
 
 from components import idx
-from pipeline import cli
+from models import serving_contract as contract
+from pipeline.cli import main as cli
 from pipeline.errors import UserError
 from serving import client as client_lib
 from serving import mnist_inputs
@@ -99,13 +100,13 @@ def rest(port, path, body):
 
 
 def images_request(images):
-  return client_lib.predict_request(images, MODEL, 'predict_images')
+  return client_lib.predict_request(images, MODEL, contract.IMAGES_SIGNATURE)
 
 
 def examples_request(images):
   request = predict_pb2.PredictRequest()
   request.model_spec.name = MODEL  # no signature: serving_default
-  request.inputs['examples'].CopyFrom(tf.make_tensor_proto(
+  request.inputs[contract.EXAMPLES_INPUT].CopyFrom(tf.make_tensor_proto(
       mnist_inputs.encode_examples(images), dtype=tf.string))
   return request
 
@@ -113,7 +114,7 @@ def examples_request(images):
 def classify_request(images):
   request = classification_pb2.ClassificationRequest()
   request.model_spec.name = MODEL
-  request.model_spec.signature_name = 'classify'
+  request.model_spec.signature_name = contract.CLASSIFY_SIGNATURE
   for serialized in mnist_inputs.encode_examples(images):
     request.input.example_list.examples.add().ParseFromString(serialized)
   return request
@@ -123,8 +124,8 @@ def multi_inference_request(images):
   request = inference_pb2.MultiInferenceRequest()
   task = request.tasks.add()
   task.model_spec.name = MODEL
-  task.model_spec.signature_name = 'classify'
-  task.method_name = 'tensorflow/serving/classify'
+  task.model_spec.signature_name = contract.CLASSIFY_SIGNATURE
+  task.method_name = contract.CLASSIFY_METHOD
   for serialized in mnist_inputs.encode_examples(images):
     request.input.example_list.examples.add().ParseFromString(serialized)
   return request

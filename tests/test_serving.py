@@ -26,8 +26,9 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tensorflow_serving.apis import regression_pb2
 
-from tests import serving_testutil
+from models import serving_contract as contract
 from serving import mnist_inputs
+from tests import serving_testutil
 
 MODEL = 'mnist'
 Code = grpc.StatusCode
@@ -95,25 +96,25 @@ def expected(reference, signature, **inputs):
 def images_request(images, **spec):
   request = predict_pb2.PredictRequest()
   request.model_spec.name = MODEL
-  request.model_spec.signature_name = 'predict_images'
+  request.model_spec.signature_name = contract.IMAGES_SIGNATURE
   for key, value in spec.items():
     setattr(request.model_spec, key, value)
-  request.inputs['images'].CopyFrom(
+  request.inputs[contract.IMAGES_INPUT].CopyFrom(
       tf.make_tensor_proto(mnist_inputs.unit_floats(images)))
   return request
 
 
-def examples_request(images, signature='serving_default'):
+def examples_request(images, signature=contract.DEFAULT_SIGNATURE):
   request = predict_pb2.PredictRequest()
   request.model_spec.name = MODEL
   if signature:
     request.model_spec.signature_name = signature
-  request.inputs['examples'].CopyFrom(tf.make_tensor_proto(
+  request.inputs[contract.EXAMPLES_INPUT].CopyFrom(tf.make_tensor_proto(
       mnist_inputs.encode_examples(images), dtype=tf.string))
   return request
 
 
-def classify_request(images, signature='classify'):
+def classify_request(images, signature=contract.CLASSIFY_SIGNATURE):
   request = classification_pb2.ClassificationRequest()
   request.model_spec.name = MODEL
   request.model_spec.signature_name = signature
@@ -411,23 +412,18 @@ def test_regress_and_multi_inference_check_their_signatures(stub):
 # --- batching -------------------------------------------------------------------
 def test_concurrent_single_image_requests_are_batched(server, stub, reference):
   images = serving_testutil.random_images(24, seed=7)
-  before = server.batch_sizes(MODEL)
-  futures = [stub.Predict.future(images_request(images[i:i + 1]), 10)
-             for i in range(len(images))]
-  scores = np.stack([np.array(f.result().outputs['scores'].float_val)
-                     for f in futures])
+  with serving_testutil.model_calls(server, MODEL) as calls:
+    futures = [stub.Predict.future(images_request(images[i:i + 1]), 10)
+               for i in range(len(images))]
+    scores = np.stack([np.array(f.result().outputs['scores'].float_val)
+                       for f in futures])
   want = expected(reference, 'predict_images',
                   images=mnist_inputs.unit_floats(images))['scores']
   # Each request got its own rows back, not a neighbour's.
   np.testing.assert_allclose(scores, want, rtol=1e-5, atol=1e-6)
-  after = server.batch_sizes(MODEL)
-  [version] = after
-  sizes = after[version]['predict_images']
-  new = {n: sizes[n] - before.get(version, {}).get('predict_images', {}).get(n, 0)
-         for n in sizes}
-  assert sum(n * c for n, c in new.items()) == len(images)
-  assert max(n for n, c in new.items() if c) > 1, new
-  assert max(sizes) <= 16
+  sizes = calls['predict_images']
+  assert sum(n * c for n, c in sizes.items()) == len(images)
+  assert 1 < max(sizes) <= 16, sizes
 
 
 def test_bad_request_in_a_batch_fails_alone(stub):

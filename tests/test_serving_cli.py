@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from components import idx
-from pipeline import cli
+from pipeline.cli import main as cli
 from serving import client as client_lib
 from tests import serving_testutil
 

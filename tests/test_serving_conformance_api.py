@@ -37,6 +37,7 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tensorflow_serving.apis import regression_pb2
 
+from models import serving_contract as contract
 from serving import errors
 from serving import inference
 from serving import json_codec
@@ -45,8 +46,8 @@ from tests import serving_testutil
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VERSION = 123
-REGRESS = 'tensorflow/serving/regress'
-CLASSIFY = 'tensorflow/serving/classify'
+REGRESS = contract.REGRESS_METHOD
+CLASSIFY = contract.CLASSIFY_METHOD
 Code = grpc.StatusCode
 START_TIMEOUT = 180
 
@@ -360,7 +361,7 @@ def test_multi_inference_several_examples_and_regressions(tf1):
      Code.INVALID_ARGUMENT, 'Duplicate evaluation of signature: regress_x_to_y'),
     ([('default', 'nope', REGRESS)], Code.INVALID_ARGUMENT,
      'Requested signature not found in model graph: nope'),
-    ([('default', 'regress_x_to_y', 'tensorflow/serving/predict')],
+    ([('default', 'regress_x_to_y', contract.PREDICT_METHOD)],
      Code.UNIMPLEMENTED,
      'Unsupported signature method_name: tensorflow/serving/predict'),
     ([('nope', 'regress_x_to_y', REGRESS)], Code.NOT_FOUND, None),

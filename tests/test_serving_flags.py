@@ -27,6 +27,7 @@ from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+from models import serving_contract as contract
 from pipeline import config as config_lib
 from tests import serving_testutil
 
@@ -464,14 +465,15 @@ def test_per_model_batching_parameters(tmp_path, per_model):
       enable_per_model_batching_parameters=per_model,
       file_system_poll_wait_seconds=0)
   try:
-    with grpc.insecure_channel(f'127.0.0.1:{server.grpc_port}') as channel:
+    with (serving_testutil.model_calls(server, 'm') as calls,
+          grpc.insecure_channel(f'127.0.0.1:{server.grpc_port}') as channel):
       stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
       request = predict_pb2.PredictRequest()
       request.model_spec.name = 'm'
       request.inputs['x'].CopyFrom(tf.make_tensor_proto([[2.0]], tf.float32))
       futures = [stub.Predict.future(request, 30) for _ in range(8)]
       assert all(f.result().outputs['y'].float_val == [3.0] for f in futures)
-    sizes = server.batch_sizes('m')[1]['serving_default']
+    sizes = calls[contract.DEFAULT_SIGNATURE]
   finally:
     server.stop()
   assert sum(n * count for n, count in sizes.items()) == 8

@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
+from tensorflow.core.framework import tensor_pb2
+from tensorflow.python.saved_model import constants as saved_model_constants  # pylint: disable=g-direct-tensorflow-import
 
+from models import serving_contract as contract
 from serving import batching
 from serving import errors
 from serving import json_codec
@@ -17,11 +20,35 @@ from serving import mnist_inputs
 from serving import model_registry
 from serving import options as options_lib
 from serving import servable
+from serving import storage_path
 from serving import tensors
 from serving import warmup
 from tests import serving_testutil
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# --- the serving contract -------------------------------------------------------------
+def test_the_contract_spells_tensorflows_names():
+  """models/serving_contract.py keeps TensorFlow's values as plain strings."""
+  assert (contract.SERVE_TAG, contract.DEFAULT_SIGNATURE) == (
+      tf.saved_model.SERVING, tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY)
+  assert (contract.PREDICT_METHOD, contract.CLASSIFY_METHOD,
+          contract.REGRESS_METHOD) == (
+              tf.saved_model.PREDICT_METHOD_NAME,
+              tf.saved_model.CLASSIFY_METHOD_NAME,
+              tf.saved_model.REGRESS_METHOD_NAME)
+  assert (contract.CLASSIFY_INPUTS, contract.CLASSIFY_CLASSES,
+          contract.CLASSIFY_SCORES) == (
+              tf.saved_model.CLASSIFY_INPUTS,
+              tf.saved_model.CLASSIFY_OUTPUT_CLASSES,
+              tf.saved_model.CLASSIFY_OUTPUT_SCORES)
+  assert (contract.REGRESS_INPUTS, contract.REGRESS_OUTPUTS) == (
+      tf.saved_model.REGRESS_INPUTS, tf.saved_model.REGRESS_OUTPUTS)
+  assert contract.INIT_OP_SIGNATURE == (
+      saved_model_constants.INIT_OP_SIGNATURE_KEY)
+  assert contract.WARMUP_FILE.split(os.sep)[0] == (
+      saved_model_constants.EXTRA_ASSETS_DIRECTORY)
 
 
 # --- batching parameters ------------------------------------------------------------
@@ -99,7 +126,6 @@ def test_scheduler_batches_concurrent_requests(threads, timeout_micros):
   assert sum(calls) == len(values)
   assert max(calls) <= 8
   assert max(calls) > 1, calls
-  assert sum(n * c for n, c in scheduler.batch_sizes.items()) == len(values)
 
 
 def test_scheduler_isolates_a_failing_request():
@@ -162,15 +188,30 @@ def test_version_policies():
       model_registry.VersionPolicy.parse(bad)
 
 
-def test_versions_on_disk_are_numbered_saved_model_folders(tmp_path):
-  for name in ('1', '0002', 'tmp', '3'):
+def test_versions_are_numbered_folders(tmp_path):
+  for name in ('1', '0002', 'tmp', '.pushing-3'):
     os.makedirs(tmp_path / name)
-  for name in ('1', '0002'):
-    (tmp_path / name / 'saved_model.pb').write_bytes(b'')
   (tmp_path / '4').write_text('a file, not a folder')
-  assert model_registry.versions_on_disk(str(tmp_path)) == {
+  assert storage_path.version_dirs(str(tmp_path)) == {
       1: f'{tmp_path}/1', 2: f'{tmp_path}/0002'}
-  assert model_registry.versions_on_disk(str(tmp_path / 'missing')) == {}
+  assert storage_path.version_dirs(str(tmp_path / 'missing')) == {}
+  assert storage_path.version_dirs(str(tmp_path / '4')) == {}
+
+
+def test_only_complete_saved_models_are_served(tmp_path):
+  """A version folder without saved_model.pb (being written) is left alone."""
+  base_path = str(tmp_path / 'm')
+  serving_testutil.write_version(base_path, 1)
+  os.makedirs(os.path.join(base_path, '2', 'variables'))
+  registry = model_registry.ModelRegistry(
+      [model_registry.ModelConfig('m', base_path)],
+      options=options_lib.ServerOptions(file_system_poll_wait_seconds=0))
+  registry.start()
+  try:
+    assert list(registry.servables('m')) == [1]
+    assert [s.version for s in registry.version_statuses('m')] == [1]
+  finally:
+    registry.stop()
 
 
 # --- tensors ---------------------------------------------------------------------------------
@@ -185,14 +226,16 @@ def test_versions_on_disk_are_numbered_saved_model_folders(tmp_path):
 def test_tensor_protos_round_trip(value):
   packed = tf.make_tensor_proto(value)  # tensor_content, as clients send.
   np.testing.assert_array_equal(tensors.to_ndarray('x', packed, 100), value)
-  typed = tensors.to_proto(value)
+  typed = tensor_pb2.TensorProto()
+  tensors.fill_proto(value, typed)
   assert not typed.tensor_content  # Typed fields, as TF Serving answers.
   np.testing.assert_array_equal(tf.make_ndarray(typed), value)
   assert tf.make_ndarray(typed).dtype == value.dtype
 
 
 def test_scores_travel_in_float_val():
-  proto = tensors.to_proto(np.array([[0.25, 0.75]], np.float32))
+  proto = tensor_pb2.TensorProto()
+  tensors.fill_proto(np.array([[0.25, 0.75]], np.float32), proto)
   assert list(proto.float_val) == [0.25, 0.75]
   assert [d.size for d in proto.tensor_shape.dim] == [1, 2]
 
@@ -278,10 +321,10 @@ def _write_warmup_file(version_dir, signature_name):
   request = record.predict_log.request
   request.model_spec.name = 'mnist'
   request.model_spec.signature_name = signature_name
-  request.inputs['images'].CopyFrom(
+  request.inputs[contract.IMAGES_INPUT].CopyFrom(
       tf.make_tensor_proto(np.zeros((1, 784), np.float32)))
-  os.makedirs(os.path.join(version_dir, 'assets.extra'))
-  path = os.path.join(version_dir, warmup.WARMUP_FILE)
+  path = os.path.join(version_dir, contract.WARMUP_FILE)
+  os.makedirs(os.path.dirname(path))
   with tf.io.TFRecordWriter(path) as writer:
     writer.write(record.SerializeToString())
     writer.write(record.SerializeToString())
@@ -299,7 +342,7 @@ def test_the_pushed_model_carries_warmup_requests_for_every_signature(
     smoke_model_version):
   """The exporter writes TF Serving's warm-up file; the server replays it all."""
   from tensorflow_serving.apis import prediction_log_pb2  # pylint: disable=g-import-not-at-top
-  path = os.path.join(smoke_model_version, warmup.WARMUP_FILE)
+  path = os.path.join(smoke_model_version, contract.WARMUP_FILE)
   records = [prediction_log_pb2.PredictionLog.FromString(r.numpy())
              for r in tf.data.TFRecordDataset(path)]
   signatures = {(r.WhichOneof('log_type'),

@@ -17,9 +17,9 @@ import tf_keras as keras
 from tensorflow.core.protobuf import saved_model_pb2
 
 from models import features
+from models import serving_contract as contract
 from models.trainer import warmup_requests
 
-CLASSIFY_METHOD_NAME = 'tensorflow/serving/classify'
 DIGIT_NAMES = [str(d) for d in range(features.NUM_CLASSES)]
 
 
@@ -33,33 +33,38 @@ def export(model: keras.Model, tf_transform_output, serving_model_dir: str):
     transformed = model.tft_layer(raw_features)
     return model(transformed[features.TRANSFORMED_IMAGE_KEY], training=False)
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
+  @tf.function(input_signature=[
+      tf.TensorSpec([None], tf.string, name=contract.EXAMPLES_INPUT)])
   def serve_examples(serialized):
     probabilities = scores_from_raw(tf.io.parse_example(serialized, raw_spec))
-    return {'probabilities': probabilities,
-            'classes': tf.argmax(probabilities, axis=-1)}
+    return {contract.PROBABILITIES_OUTPUT: probabilities,
+            contract.CLASSES_OUTPUT: tf.argmax(probabilities, axis=-1)}
 
-  @tf.function(input_signature=[
-      tf.TensorSpec([None, features.IMAGE_PIXELS], tf.float32, name='images')])
+  @tf.function(input_signature=[tf.TensorSpec(
+      [None, features.IMAGE_PIXELS], tf.float32, name=contract.IMAGES_INPUT)])
   def predict_images(images):
     # Back to the raw 0-255 integers Transform was written for: one preprocessing
     # graph for every entry point.
     pixels = tf.cast(tf.round(tf.clip_by_value(images, 0.0, 1.0) * 255.0),
                      tf.int64)
-    return {'scores': scores_from_raw({features.IMAGE_KEY: pixels})}
+    scores = scores_from_raw({features.IMAGE_KEY: pixels})
+    return {contract.SCORES_OUTPUT: scores}
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='inputs')])
+  @tf.function(input_signature=[
+      tf.TensorSpec([None], tf.string, name=contract.CLASSIFY_INPUTS)])
   def classify(serialized):
     scores = scores_from_raw(tf.io.parse_example(serialized, raw_spec))
     classes = tf.tile(tf.constant([DIGIT_NAMES]), [tf.shape(scores)[0], 1])
-    return {'classes': classes, 'scores': scores}
+    return {contract.CLASSIFY_CLASSES: classes,
+            contract.CLASSIFY_SCORES: scores}
 
   model.save(serving_model_dir, save_format='tf', signatures={
-      'serving_default': serve_examples,
-      'predict_images': predict_images,
-      'classify': classify,
+      contract.DEFAULT_SIGNATURE: serve_examples,
+      contract.IMAGES_SIGNATURE: predict_images,
+      contract.CLASSIFY_SIGNATURE: classify,
   })
-  _set_method_name(serving_model_dir, 'classify', CLASSIFY_METHOD_NAME)
+  _set_method_name(serving_model_dir, contract.CLASSIFY_SIGNATURE,
+                   contract.CLASSIFY_METHOD)
   warmup_requests.write(serving_model_dir)
 
 

@@ -16,7 +16,8 @@ import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
 from models import features
-from models import serving_contract
+from models import serving_contract as contract
+
 BATCH_SIZES = (1, 8)
 
 
@@ -34,19 +35,19 @@ def records(model_name: str = '') -> list:
     default = prediction_log_pb2.PredictionLog()
     request = default.predict_log.request
     request.model_spec.name = model_name
-    request.model_spec.signature_name = 'serving_default'
-    request.inputs['examples'].CopyFrom(tf.make_tensor_proto(
+    request.model_spec.signature_name = contract.DEFAULT_SIGNATURE
+    request.inputs[contract.EXAMPLES_INPUT].CopyFrom(tf.make_tensor_proto(
         [e.SerializeToString() for e in _examples(rows)], tf.string))
     images = prediction_log_pb2.PredictionLog()
     request = images.predict_log.request
     request.model_spec.name = model_name
-    request.model_spec.signature_name = 'predict_images'
-    request.inputs['images'].CopyFrom(tf.make_tensor_proto(
+    request.model_spec.signature_name = contract.IMAGES_SIGNATURE
+    request.inputs[contract.IMAGES_INPUT].CopyFrom(tf.make_tensor_proto(
         np.zeros((rows, features.IMAGE_PIXELS), np.float32)))
     classify = prediction_log_pb2.PredictionLog()
     request = classify.classify_log.request
     request.model_spec.name = model_name
-    request.model_spec.signature_name = 'classify'
+    request.model_spec.signature_name = contract.CLASSIFY_SIGNATURE
     request.input.example_list.examples.extend(_examples(rows))
     logs += [default, images, classify]
   return logs
@@ -54,7 +55,7 @@ def records(model_name: str = '') -> list:
 
 def write(saved_model_dir: str) -> str:
   """Writes the warm-up file into an exported SavedModel; returns its path."""
-  path = os.path.join(saved_model_dir, serving_contract.WARMUP_FILE)
+  path = os.path.join(saved_model_dir, contract.WARMUP_FILE)
   tf.io.gfile.makedirs(os.path.dirname(path))
   with tf.io.TFRecordWriter(path) as writer:
     for record in records():
