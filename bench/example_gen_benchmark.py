@@ -23,16 +23,13 @@ from pipeline import data
 
 def numpy_conversion(data_dir: str, out_dir: str, config) -> int:
   """The plain way: numpy arrays in, one gzipped TFRecord file per split out."""
-  train_images, train_labels = idx.load(data_dir, 'train')
-  test_images, test_labels = idx.load(data_dir, 'test')
-  splits = idx.split_indices(len(train_images), config.valid_examples,
-                             config.split_seed)
-  jobs = {'train': (train_images, train_labels, splits['train']),
-          'valid': (train_images, train_labels, splits['valid']),
-          'eval': (test_images, test_labels, range(len(test_images)))}
+  parts = {part: idx.load(data_dir, part) for part in ('train', 'test')}
+  splits = idx.example_indices(len(parts['train'][0]), len(parts['test'][0]),
+                               config.valid_examples, config.split_seed)
   count = 0
   options = tf.io.TFRecordOptions(compression_type='GZIP')
-  for split, (images, labels, indices) in jobs.items():
+  for split, (part, indices) in splits.items():
+    images, labels = parts[part]
     os.makedirs(os.path.join(out_dir, split))
     path = os.path.join(out_dir, split, 'data.tfrecord.gz')
     with tf.io.TFRecordWriter(path, options) as writer:

@@ -13,19 +13,24 @@ import dataclasses
 import gzip
 import os
 import zlib
-from typing import Dict, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 
+from models import features
+
 IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions.
 LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension.
-NUM_CLASSES = 10
 
 # The classic file names; each may also end in `.gz`.
 FILE_NAMES: Dict[str, Tuple[str, str]] = {
     'train': ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
     'test': ('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte'),
 }
+# The splits of the examples and the part each is drawn from: `valid` is held out
+# of the training images, `eval` is the test images.
+SPLIT_PARTS: Dict[str, str] = {'train': 'train', 'valid': 'train', 'eval': 'test'}
+IMAGE_SHAPE = (features.IMAGE_ROWS, features.IMAGE_COLS)
 
 
 class IdxFormatError(ValueError):
@@ -114,7 +119,7 @@ def _check_length(name: str, data: bytes, header: IdxHeader, kind: str):
 
 
 def parse_images(name: str, data: bytes,
-                 shape: Tuple[int, int] = (28, 28)) -> np.ndarray:
+                 shape: Tuple[int, int] = IMAGE_SHAPE) -> np.ndarray:
   """Returns the images of an IDX3 file as a uint8 array [N, rows * cols]."""
   header = parse_header(name, data, IMAGES_MAGIC)
   if len(header.dims) != 3:
@@ -139,16 +144,16 @@ def parse_labels(name: str, data: bytes) -> np.ndarray:
         f'{name}: header has {len(header.dims)} dimensions, expected 1 (count)')
   _check_length(name, data, header, 'labels')
   labels = np.frombuffer(data, dtype=np.uint8, offset=header.data_offset)
-  bad = np.flatnonzero(labels >= NUM_CLASSES)
+  bad = np.flatnonzero(labels >= features.NUM_CLASSES)
   if bad.size:
     raise IdxFormatError(
-        f'{name}: label {labels[bad[0]]} at index {bad[0]} is outside 0-9 '
-        f'({bad.size} such labels)')
+        f'{name}: label {labels[bad[0]]} at index {bad[0]} is outside '
+        f'0-{features.NUM_CLASSES - 1} ({bad.size} such labels)')
   return labels
 
 
 def load_pair(images_path: str, labels_path: str,
-              shape: Tuple[int, int] = (28, 28)) -> Tuple[np.ndarray, np.ndarray]:
+              shape: Tuple[int, int] = IMAGE_SHAPE) -> Tuple[np.ndarray, np.ndarray]:
   """Reads, validates and returns (images [N, 784] uint8, labels [N] uint8)."""
   images_name = os.path.basename(images_path)
   labels_name = os.path.basename(labels_path)
@@ -168,7 +173,7 @@ def locate(directory: str, part: str) -> Tuple[str, str]:
 
 
 def load(directory: str, part: str,
-         shape: Tuple[int, int] = (28, 28)) -> Tuple[np.ndarray, np.ndarray]:
+         shape: Tuple[int, int] = IMAGE_SHAPE) -> Tuple[np.ndarray, np.ndarray]:
   """Loads and validates one part of an MNIST directory."""
   return load_pair(*locate(directory, part), shape=shape)
 
@@ -194,6 +199,27 @@ def split_indices(count: int, valid_count: int,
   mask = np.ones(count, dtype=bool)
   mask[valid] = False
   return {'train': np.flatnonzero(mask), 'valid': valid}
+
+
+def split_names(valid_examples: int) -> List[str]:
+  """The splits written: `valid` only when examples are held out for it."""
+  return ['train', 'valid', 'eval'] if valid_examples > 0 else ['train', 'eval']
+
+
+def selection_split(valid_examples: int) -> str:
+  """The split the Trainer keeps its best epoch by: `valid`, or `eval` (the test
+  images) when nothing is held out."""
+  return 'valid' if 'valid' in split_names(valid_examples) else 'eval'
+
+
+def example_indices(train_count: int, test_count: int, valid_examples: int,
+                    seed: int) -> Dict[str, Tuple[str, np.ndarray]]:
+  """split -> (the part it is drawn from, the indices of its examples there), for
+  every split of `split_names`."""
+  indices = {**split_indices(train_count, valid_examples, seed),
+             'eval': np.arange(test_count)}
+  return {split: (SPLIT_PARTS[split], indices[split])
+          for split in split_names(valid_examples)}
 
 
 def encode(array: np.ndarray) -> bytes:

@@ -48,10 +48,10 @@ MAX_TEST_KEY = 'max_test_examples'
 # enough that a runner can spread the 70k images over its workers.
 CHUNK_SIZE = 2500
 
-# File-name patterns given to the standard driver, which fingerprints the matching
-# files; the executor then finds each file by its classic name (raw or .gz).
-_TRAIN_PATTERN = 'train-*-ubyte*'
-_TEST_PATTERN = 't10k-*-ubyte*'
+# File-name patterns of each part, given to the standard driver, which fingerprints
+# the matching files; the executor then finds each file by its classic name (raw or
+# .gz).
+_PATTERNS = {'train': 'train-*-ubyte*', 'test': 't10k-*-ubyte*'}
 
 
 class IdxExampleGenSpec(ComponentSpec):
@@ -97,9 +97,9 @@ def chunk_to_examples(images: np.ndarray, labels: np.ndarray,
                       indices: np.ndarray) -> List[bytes]:
   """The chosen digits as serialized tf.Examples, encoded in one vectorized call.
 
-  tfx_bsl's Arrow-to-Example encoder is TFX's own C++ path (about 7x faster than
-  building the protos one by one in Python, as `to_example` does); the result
-  parses to the same examples.
+  tfx_bsl's Arrow-to-Example encoder is TFX's own C++ path, faster than building
+  the protos one by one in Python as `to_example` does; the result parses to the
+  same examples.
   """
   count, size = len(indices), images.shape[1]  # size: rows * cols
   pixels = images[indices].reshape(-1).astype(np.int64)
@@ -138,29 +138,19 @@ def plan_splits(input_base: str, valid_examples: int, split_seed: int,
 
   Raises idx.IdxFormatError naming the file and the defect.
   """
-  plan = {}
   parts = {}
-  for part in ('train', 'test'):
+  for part, limit in (('train', max_train), ('test', max_test)):
     images_path, labels_path = idx.locate(input_base, part)
     images, _ = _load_part(images_path, labels_path, shape)
-    limit = max_train if part == 'train' else max_test
     count = len(images) if limit is None else min(limit, len(images))
     parts[part] = (images_path, labels_path, count)
-
-  images_path, labels_path, count = parts['train']
-  train_splits = idx.split_indices(count, valid_examples, split_seed)
-  if valid_examples == 0:
-    del train_splits['valid']
-  images_path_t, labels_path_t, count_t = parts['test']
-  indices = {**train_splits, 'eval': np.arange(count_t)}
-  for split, split_indices in indices.items():
-    paths = (images_path_t, labels_path_t) if split == 'eval' else (
-        images_path, labels_path)
-    plan[split] = [
-        (*paths, split_indices[start:start + CHUNK_SIZE])
-        for start in range(0, len(split_indices), CHUNK_SIZE)
-    ]
-  return plan
+  indices = idx.example_indices(parts['train'][2], parts['test'][2],
+                                valid_examples, split_seed)
+  return {
+      split: [(*parts[part][:2], split_indices[start:start + CHUNK_SIZE])
+              for start in range(0, len(split_indices), CHUNK_SIZE)]
+      for split, (part, split_indices) in indices.items()
+  }
 
 
 class Executor(base_example_gen_executor.BaseExampleGenExecutor):
@@ -197,12 +187,10 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
 
 def input_config(valid_examples: int) -> example_gen_pb2.Input:
   """The splits IdxExampleGen writes, as FileBasedExampleGen's driver sees them."""
-  splits = [example_gen_pb2.Input.Split(name='train', pattern=_TRAIN_PATTERN)]
-  if valid_examples:
-    splits.append(
-        example_gen_pb2.Input.Split(name='valid', pattern=_TRAIN_PATTERN))
-  splits.append(example_gen_pb2.Input.Split(name='eval', pattern=_TEST_PATTERN))
-  return example_gen_pb2.Input(splits=splits)
+  return example_gen_pb2.Input(splits=[
+      example_gen_pb2.Input.Split(name=split,
+                                  pattern=_PATTERNS[idx.SPLIT_PARTS[split]])
+      for split in idx.split_names(valid_examples)])
 
 
 class IdxExampleGen(base_beam_component.BaseBeamComponent):
@@ -216,8 +204,7 @@ class IdxExampleGen(base_beam_component.BaseBeamComponent):
                input_base: str,
                valid_examples: int = 5000,
                split_seed: int = 0,
-               image_shape: Tuple[int, int] = (features.IMAGE_ROWS,
-                                               features.IMAGE_COLS),
+               image_shape: Tuple[int, int] = idx.IMAGE_SHAPE,
                max_train_examples: Optional[int] = None,
                max_test_examples: Optional[int] = None):
     """Args:

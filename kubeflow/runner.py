@@ -24,6 +24,7 @@ import posixpath
 from typing import Any, Dict, Iterator, List, Optional
 
 from kfp.pipeline_spec import pipeline_spec_pb2
+from kubernetes.utils import parse_quantity
 import tensorflow as tf
 from tfx import v1 as tfx
 from tfx.dsl.components.base import base_component
@@ -45,13 +46,6 @@ KFP_NAMESPACE_ENV = 'KFP_NAMESPACE'
 
 ResourceSpec = (
     pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec)
-
-# Kubernetes quantity suffixes -> factor to GB, for the deprecated float fields
-# that older KFP backends (and Vertex AI) read.
-_MEMORY_UNITS = {
-    'Ki': 2**10 / 1e9, 'Mi': 2**20 / 1e9, 'Gi': 2**30 / 1e9, 'Ti': 2**40 / 1e9,
-    'K': 1e-6, 'M': 1e-3, 'G': 1.0, 'T': 1e3,
-}
 
 
 class KubeflowConfigError(ValueError):
@@ -169,10 +163,9 @@ def check(config: config_lib.PipelineConfig) -> None:
           'kubeflow.volume_claim set')
   if kf.trainer_gpus < 0:
     problems.append('kubeflow.trainer_gpus must be >= 0')
-  for name in ('cpu', 'beam_cpu', 'trainer_cpu'):
-    _check_quantity(problems, name, getattr(kf, name), _cpu_cores)
-  for name in ('memory', 'beam_memory', 'trainer_memory'):
-    _check_quantity(problems, name, getattr(kf, name), _memory_gb)
+  for name in ('cpu', 'beam_cpu', 'trainer_cpu', 'memory', 'beam_memory',
+               'trainer_memory'):
+    _check_quantity(problems, name, getattr(kf, name))
   if problems:
     raise KubeflowConfigError('; '.join(problems))
 
@@ -195,8 +188,8 @@ def resource_spec(config: config_lib.PipelineConfig,
       resource_cpu_request=cpu, resource_cpu_limit=cpu,
       resource_memory_request=memory, resource_memory_limit=memory)
   # pylint: disable=protobuf-deprecated-field
-  spec.cpu_request = spec.cpu_limit = _cpu_cores(cpu)
-  spec.memory_request = spec.memory_limit = _memory_gb(memory)
+  spec.cpu_request = spec.cpu_limit = float(parse_quantity(cpu))  # cores
+  spec.memory_request = spec.memory_limit = float(parse_quantity(memory)) / 1e9  # GB
   if component.id == TRAINER_ID and kf.trainer_gpus:
     spec.accelerator.resource_type = kf.trainer_gpu_type
     spec.accelerator.resource_count = str(kf.trainer_gpus)
@@ -290,23 +283,11 @@ def _scheme(uri: str) -> str:
   return uri.split('://', 1)[0] if '://' in uri else ''
 
 
-def _cpu_cores(quantity: str) -> float:
-  if quantity.endswith('m'):
-    return float(quantity[:-1]) / 1000
-  return float(quantity)
-
-
-def _memory_gb(quantity: str) -> float:
-  for suffix in sorted(_MEMORY_UNITS, key=len, reverse=True):
-    if quantity.endswith(suffix):
-      return float(quantity[:-len(suffix)]) * _MEMORY_UNITS[suffix]
-  return float(quantity) / 1e9  # plain bytes
-
-
-def _check_quantity(problems: List[str], name: str, value: str, parse) -> None:
+def _check_quantity(problems: List[str], name: str, value: str) -> None:
   try:
-    if parse(value) <= 0:
-      raise ValueError
+    quantity = parse_quantity(value)
   except ValueError:
+    quantity = None
+  if quantity is None or not quantity.is_finite() or quantity <= 0:
     problems.append(f'kubeflow.{name}={value!r} is not a positive Kubernetes '
                     'quantity (e.g. 2, 500m, 8Gi)')

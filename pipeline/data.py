@@ -58,8 +58,11 @@ def tarball_url(registry: str) -> str:
 
 
 def sha256_of(path: str) -> str:
+  """SHA-256 of the file's content, decompressed when it is gzipped (`.gz`): the
+  published checksums are of the raw IDX files."""
+  opener = gzip.open if path.endswith('.gz') else open
   digest = hashlib.sha256()
-  with open(path, 'rb') as f:
+  with opener(path, 'rb') as f:
     for block in iter(lambda: f.read(1 << 20), b''):
       digest.update(block)
   return digest.hexdigest()
@@ -100,15 +103,10 @@ def check_complete(data_dir: str) -> None:
 
 
 def _is_original(path: str, name: str) -> bool:
-  opener = gzip.open if path.endswith('.gz') else open
-  digest = hashlib.sha256()
   try:
-    with opener(path, 'rb') as f:
-      for block in iter(lambda: f.read(1 << 20), b''):
-        digest.update(block)
+    return sha256_of(path) == SHA256[name]
   except (OSError, EOFError):
     return False
-  return digest.hexdigest() == SHA256[name]
 
 
 def _download(url: str) -> bytes:

@@ -5,7 +5,6 @@ the pipeline itself comes from pipeline.create_pipeline.
 
 import logging
 import re
-import sys
 import time
 from typing import Callable, Dict, List, Optional
 
@@ -61,22 +60,20 @@ def metadata_config(config: config_lib.PipelineConfig):
       config.metadata_path)
 
 
-def build(config: config_lib.PipelineConfig, train: bool = True) -> tfx.dsl.Pipeline:
+def build(config: config_lib.PipelineConfig) -> tfx.dsl.Pipeline:
   return pipeline_lib.create_pipeline(
       config,
       pipeline_root=config.pipeline_root,
       data_dir=config.abs_data_dir,
       serving_root=config.serving_root,
       metadata_connection_config=metadata_config(config),
-      beam_pipeline_args=config.beam_pipeline_args,
-      train=train)
+      beam_pipeline_args=config.beam_pipeline_args)
 
 
 def run(config: config_lib.PipelineConfig,
-        out: Callable[[str], None] = print, train: bool = True) -> Dict[str, float]:
-  """Runs the pipeline (only its data half when train is False); returns wall
-  seconds per component that ran."""
-  pipeline = build(config, train)
+        out: Callable[[str], None] = print) -> Dict[str, float]:
+  """Runs the pipeline; returns wall seconds per component that ran."""
+  pipeline = build(config)
   progress = ProgressPrinter(len(pipeline.components), out)
   absl_logger = logging.getLogger('absl')
   verbosity = absl_logging.get_verbosity()
@@ -88,7 +85,3 @@ def run(config: config_lib.PipelineConfig,
     absl_logger.removeHandler(progress)
     absl_logging.set_verbosity(verbosity)
   return progress.times
-
-
-if __name__ == '__main__':
-  run(config_lib.load(sys.argv[1] if len(sys.argv) > 1 else 'full'))

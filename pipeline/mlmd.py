@@ -106,6 +106,16 @@ def _node_id(store, execution, pipeline_name: str) -> str:
   return execution.name or str(execution.id)
 
 
+def output(nodes: List[NodeRun], node_id: str,
+           key: str) -> Optional[metadata_store_pb2.Artifact]:
+  """The artifact `node_id` wrote under `key` in `nodes` (a run, as latest_run
+  returns it); None when that node did not run or wrote no such output."""
+  for node in nodes:
+    if node.node_id == node_id:
+      return dict(node.outputs).get(key)
+  return None
+
+
 def latest_outputs(config: config_lib.PipelineConfig) -> Dict[str, List[Tuple[str, str]]]:
   """node id -> [(output key, artifact uri)] for the most recent run."""
   return {

@@ -19,6 +19,7 @@ from tfx.proto import infra_validator_pb2
 from tfx.proto import transform_pb2
 
 from components import atomic_pusher
+from components import idx
 from components import infra_validator as infra_validator_lib
 from components.anomaly_gate import AnomalyGate
 from components.idx_example_gen import IdxExampleGen
@@ -48,14 +49,12 @@ def create_pipeline(
     metadata_connection_config: Optional[
         metadata_store_pb2.ConnectionConfig] = None,
     beam_pipeline_args: Optional[List[str]] = None,
-    train: bool = True,
     model_server: Optional[infra_validator_pb2.ServingSpec] = None,
 ) -> tfx.dsl.Pipeline:
   """Builds the MNIST pipeline from `config`; paths and orchestration come from the runner.
 
   serving_root: TF Serving's model root; the Pusher writes versions under
     serving_root/<model_name>/.
-  train: False builds only the data half (ingestion, validation, Transform).
   model_server: where the InfraValidator serves the candidate: None for
     `mnist-tfx serve` on this machine (components/infra_validator.py), or a
     ServingSpec with a serving binary and platform for TFX's own InfraValidator
@@ -66,7 +65,6 @@ def create_pipeline(
       input_base=data_dir,
       valid_examples=config.valid_examples,
       split_seed=config.split_seed,
-      image_shape=(config.image_rows, config.image_cols),
       max_train_examples=config.max_train_examples,
       max_test_examples=config.max_test_examples)
 
@@ -93,21 +91,19 @@ def create_pipeline(
       schema=schema_gen.outputs['schema'],
       module_file=TRANSFORM_MODULE,
       splits_config=transform_pb2.SplitsConfig(
-          analyze=['train'], transform=_split_names(config)),
+          analyze=['train'], transform=idx.split_names(config.valid_examples)),
       disable_statistics=not config.transform_statistics)
   transform.add_upstream_node(anomaly_gate)
 
-  components = [
-      example_gen, schema_gen, statistics_gen, example_validator, anomaly_gate,
-      transform
-  ]
-  if train:
-    components += _model_components(config, example_gen, transform,
-                                    serving_root, model_server)
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,
       pipeline_root=pipeline_root,
-      components=components,
+      components=[
+          example_gen, schema_gen, statistics_gen, example_validator,
+          anomaly_gate, transform,
+          *_model_components(config, example_gen, transform, serving_root,
+                             model_server)
+      ],
       enable_cache=config.enable_cache,
       metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=beam_pipeline_args)
@@ -123,7 +119,7 @@ def _model_components(config, example_gen, transform, serving_root,
       transform_graph=transform.outputs['transform_graph'],
       train_args=tfx.proto.TrainArgs(splits=['train']),
       eval_args=tfx.proto.EvalArgs(
-          splits=['valid' if config.valid_examples else 'eval']),
+          splits=[idx.selection_split(config.valid_examples)]),
       custom_config={'training': dataclasses.asdict(config.training)})
 
   # The last blessed model, if any: the candidate must not be worse than it.
@@ -186,7 +182,8 @@ def _infra_validator(config, trainer, example_gen, model_server):
 
 def eval_config(evaluation: config_lib.EvaluationConfig) -> tfma.EvalConfig:
   """Accuracy on the test split, overall and per digit; the thresholds apply to the
-  overall figure (a per-digit floor would be a different policy)."""
+  overall figure (a per-digit floor would be a different policy). The confusion
+  matrix (true digit x predicted digit) is for people: the run report draws it."""
   overall = tfma.SlicingSpec()
   threshold = tfma.MetricThreshold(
       value_threshold=tfma.GenericValueThreshold(
@@ -206,8 +203,5 @@ def eval_config(evaluation: config_lib.EvaluationConfig) -> tfma.EvalConfig:
               class_name='SparseCategoricalAccuracy',
               per_slice_thresholds=[tfma.PerSliceMetricThreshold(
                   slicing_specs=[overall], threshold=threshold)]),
+          tfma.MetricConfig(class_name='MultiClassConfusionMatrixPlot'),
       ])])
-
-
-def _split_names(config: config_lib.PipelineConfig) -> List[str]:
-  return ['train', 'valid', 'eval'] if config.valid_examples else ['train', 'eval']

@@ -20,15 +20,17 @@ def mnist_dir() -> str:
 
 
 def write_slice(source_dir: str, target_dir: str, train: int, test: int,
-                gzipped: bool = False) -> str:
-  """Writes the first `train`/`test` real MNIST examples as IDX files."""
+                gzipped: bool = False, downscale: int = 1) -> str:
+  """Writes the first `train`/`test` real MNIST examples as IDX files, every
+  `downscale`th row and column of each image (2: 14x14 digits)."""
   os.makedirs(target_dir, exist_ok=True)
   suffix = '.gz' if gzipped else ''
   for part, count in (('train', train), ('test', test)):
     images, labels = idx.load(source_dir, part)
     images_name, labels_name = idx.FILE_NAMES[part]
     idx.write(os.path.join(target_dir, images_name + suffix),
-              images[:count].reshape(-1, 28, 28))
+              images[:count].reshape(-1, *idx.IMAGE_SHAPE)[:, ::downscale,
+                                                            ::downscale])
     idx.write(os.path.join(target_dir, labels_name + suffix), labels[:count])
   return target_dir
 
@@ -38,6 +40,37 @@ def small_mnist_dir(mnist_dir, tmp_path_factory) -> str:
   """1200 train and 300 test images of real MNIST, gzipped like the classic files."""
   return write_slice(mnist_dir, str(tmp_path_factory.mktemp('small_mnist')),
                      train=1200, test=300, gzipped=True)
+
+
+def run_validation(config: config_lib.PipelineConfig,
+                   image_shape=idx.IMAGE_SHAPE) -> None:
+  """The pipeline's first steps alone, recorded in config's ML Metadata as a run of
+  the pipeline: IdxExampleGen (expecting `image_shape`) on config's data,
+  ImportSchemaGen, StatisticsGen, ExampleValidator and AnomalyGate. Raises
+  DataAnomaliesError when the gate stops the run."""
+  # pylint: disable=g-import-not-at-top
+  from tfx import v1 as tfx
+  from components.anomaly_gate import AnomalyGate
+  from components.idx_example_gen import IdxExampleGen
+  from pipeline import local_runner
+  from pipeline import pipeline as pipeline_lib
+  example_gen = IdxExampleGen(
+      input_base=config.abs_data_dir, valid_examples=config.valid_examples,
+      split_seed=config.split_seed, image_shape=image_shape,
+      max_train_examples=config.max_train_examples,
+      max_test_examples=config.max_test_examples)
+  schema_gen = tfx.components.ImportSchemaGen(schema_file=pipeline_lib.SCHEMA_FILE)
+  statistics_gen = tfx.components.StatisticsGen(
+      examples=example_gen.outputs['examples'], schema=schema_gen.outputs['schema'])
+  example_validator = tfx.components.ExampleValidator(
+      statistics=statistics_gen.outputs['statistics'],
+      schema=schema_gen.outputs['schema'])
+  gate = AnomalyGate(anomalies=example_validator.outputs['anomalies'])
+  tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
+      pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root,
+      components=[example_gen, schema_gen, statistics_gen, example_validator, gate],
+      metadata_connection_config=local_runner.metadata_config(config),
+      beam_pipeline_args=config.beam_pipeline_args))
 
 
 def images_of(count: int, rows: int = 28, cols: int = 28, seed: int = 0):

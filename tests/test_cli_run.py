@@ -67,7 +67,7 @@ def test_the_first_run_completes_and_metadata_and_serving_are_intact(two_runs):
   nodes = mlmd.latest_run(config)
   assert len(nodes) == 11
   assert {node.state for node in nodes} == {'COMPLETE'}
-  assert atomic_pusher.versions(config.model_base_path) == [1]
+  assert atomic_pusher.versions(config.model_base_path) == [1], two_runs['first_out']
   assert sorted(os.listdir(config.model_base_path)) == ['1']  # no staging left
 
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from kubeflow import manifests
-from pipeline import cli
+from pipeline.cli import main as cli
 from tests.test_kubeflow import SETTINGS, VOLUME_SETTINGS, _config
 
 

@@ -24,9 +24,9 @@ import yaml
 from components import infra_validator
 from kubeflow import manifests
 from kubeflow import runner
-from pipeline import cli
 from pipeline import config as config_lib
 from pipeline import local_runner
+from pipeline.cli import main as cli
 from serving import batching
 
 INFRA_VALIDATOR = 'InfraValidator'

@@ -19,11 +19,12 @@ from tensorflow.core.protobuf import saved_model_pb2
 from components import atomic_pusher
 from components import idx
 from components.idx_example_gen import to_example
+from models import serving_contract as contract
 from pipeline import config as config_lib
 from pipeline import local_runner
 from pipeline import mlmd
 from pipeline import pipeline as pipeline_lib
-from pipeline import run_report
+from pipeline.reports import run_report
 
 
 def _node(config, node_id):
@@ -55,6 +56,11 @@ def test_first_run_is_blessed_and_pushed_as_version_1(first_run):
   assert summary.evaluation.blessed, summary.evaluation.failures
   assert summary.evaluation.candidate >= config.evaluation.min_accuracy
   assert sorted(summary.evaluation.per_digit) == list(range(10))
+  # TFMA's confusion matrix of the same test split agrees with its accuracy.
+  matrix = summary.evaluation.confusion_matrix
+  assert matrix.shape == (10, 10) and matrix.sum() == config.max_test_examples
+  assert np.trace(matrix) / matrix.sum() == pytest.approx(
+      summary.evaluation.candidate, abs=1e-6)
   assert summary.pushed and summary.pushed_version == '1'
   assert atomic_pusher.versions(config.model_base_path) == [1]
 
@@ -146,8 +152,8 @@ def test_a_blessed_model_that_cannot_serve_is_not_pushed(first_run, monkeypatch)
     # A slip in the exporter: predict_images (float pixels) marked as a Classify
     # signature, which takes tf.Examples. TensorFlow loads the model and the
     # Evaluator (serving_default) blesses it; a model server cannot answer it.
-    export._set_method_name(directory, 'predict_images',  # pylint: disable=protected-access
-                            export.CLASSIFY_METHOD_NAME)
+    export._set_method_name(directory, contract.IMAGES_SIGNATURE,  # pylint: disable=protected-access
+                            contract.CLASSIFY_METHOD)
 
   monkeypatch.setattr(export, 'export', export_with_a_broken_signature)
   # A new Trainer run (one epoch), judged leniently: the Evaluator blesses it.

@@ -132,7 +132,7 @@ def test_wheel_holds_the_packages_module_files_schema_and_manifests(wheel, proje
     for path in glob.glob(os.path.join(project, package, '**', '*.py'), recursive=True):
       assert os.path.relpath(path, project) in names
   entry_points = wheel.read(f'{dist_info}/entry_points.txt').decode()
-  assert re.search(r'^mnist-tfx = pipeline\.cli:main$', entry_points, re.M), entry_points
+  assert re.search(r'^mnist-tfx = pipeline\.cli\.main:main$', entry_points, re.M), entry_points
 
 
 def test_wheel_metadata_has_the_version_and_requirements_files(wheel):
@@ -215,9 +215,9 @@ def test_installed_command_prints_the_package_version(installed, tmp_path):
 def test_installed_command_imports_the_installed_project(installed, project, tmp_path):
   venv, env, _ = installed
   out = _run([os.path.join(venv, 'bin', 'python'), '-c',
-              'import pipeline.cli; print(pipeline.cli.__file__)'],
+              'import pipeline.cli.main; print(pipeline.cli.main.__file__)'],
              env=env, cwd=str(tmp_path)).stdout
-  assert out.strip() == os.path.join(project, 'pipeline', 'cli.py')
+  assert out.strip() == os.path.join(project, 'pipeline', 'cli', 'main.py')
 
 
 def test_installed_command_help_lists_the_commands(installed, tmp_path):

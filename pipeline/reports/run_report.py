@@ -1,10 +1,10 @@
 """What a run did, for people: timings, evaluation, push, and pictures.
 
 `summarize` reads the latest run from ML Metadata (per-component wall time, TFMA's
-metrics and validation, the InfraValidator's verdict, the Pusher's result); `write`
-adds a report folder with the training curves, the confusion matrix on the test
-split and a grid of misclassified test digits, plus an index.html that shows them
-together.
+metrics, confusion matrix and validation, the InfraValidator's verdict, the Pusher's
+result); `write` adds a report folder with the training curves, the confusion matrix
+on the test split and a grid of misclassified test digits, plus an index.html that
+shows them together.
 """
 
 import dataclasses
@@ -16,10 +16,13 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from components import idx
+from models import features
 from pipeline import config as config_lib
 from pipeline import mlmd
 
 ACCURACY = 'sparse_categorical_accuracy'
+# TFMA's name of the plot the Evaluator is configured with (pipeline.eval_config).
+CONFUSION_MATRIX = 'multi_class_confusion_matrix_plot'
 
 
 @dataclasses.dataclass
@@ -29,6 +32,9 @@ class Evaluation:
   per_digit: Dict[int, float]
   blessed: bool
   failures: List[str]
+  # Test examples per (true digit, predicted digit), the candidate's; None for a
+  # run whose Evaluator computed no confusion matrix.
+  confusion_matrix: Optional[np.ndarray] = None
 
 
 @dataclasses.dataclass
@@ -53,13 +59,6 @@ class RunSummary:
   model_run_uri: Optional[str]
 
 
-def _outputs(nodes: List[mlmd.NodeRun], node_id: str) -> Dict[str, object]:
-  for node in nodes:
-    if node.node_id == node_id:
-      return dict(node.outputs)
-  return {}
-
-
 def load_evaluation(evaluation_uri: str) -> Evaluation:
   """Overall and per-digit accuracy (candidate and baseline) and TFMA's verdict."""
   import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
@@ -78,7 +77,7 @@ def load_evaluation(evaluation_uri: str) -> Evaluation:
           baseline = value
         else:
           candidate = value
-      elif not is_baseline and keys[0].column == 'label':
+      elif not is_baseline and keys[0].column == features.LABEL_KEY:
         per_digit[int(keys[0].int64_value)] = value
   validation = tfma.load_validation_result(evaluation_uri)
   failures = []
@@ -89,7 +88,29 @@ def load_evaluation(evaluation_uri: str) -> Evaluation:
           f'{failure.metric_value.double_value.value:.4f} fails '
           f'{_threshold_text(failure.metric_threshold)}')
   return Evaluation(candidate, baseline, dict(sorted(per_digit.items())),
-                    bool(validation.validation_ok), failures)
+                    bool(validation.validation_ok), failures,
+                    load_confusion_matrix(evaluation_uri))
+
+
+def load_confusion_matrix(evaluation_uri: str) -> Optional[np.ndarray]:
+  """The candidate's confusion matrix on the whole test split, from TFMA's plots:
+  [true digit, predicted digit] -> examples."""
+  import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
+  for plots in tfma.load_plots(evaluation_uri):
+    if plots.slice_key.single_slice_keys:
+      continue  # a per-digit slice; the matrix of the whole split is wanted
+    for entry in plots.plot_keys_and_values:
+      if entry.key.name != CONFUSION_MATRIX or entry.key.model_name == 'baseline':
+        continue
+      matrix = np.zeros((features.NUM_CLASSES, features.NUM_CLASSES), np.int64)
+      # One matrix per threshold; the Evaluator asks for the default, 0.0: every
+      # example counts for its most likely digit.
+      for cell in entry.value.multi_class_confusion_matrix_at_thresholds.matrices[
+          0].entries:
+        matrix[cell.actual_class_id, cell.predicted_class_id] = round(
+            cell.num_weighted_examples)
+      return matrix
+  return None
 
 
 def _threshold_text(threshold) -> str:
@@ -115,17 +136,16 @@ def load_infra_validation(blessing) -> InfraValidation:
 
 def summarize(config: config_lib.PipelineConfig) -> RunSummary:
   nodes = mlmd.latest_run(config)
-  evaluation = None
-  evaluator = _outputs(nodes, 'Evaluator')
-  if 'evaluation' in evaluator:
-    evaluation = load_evaluation(evaluator['evaluation'].uri)
-  infra_blessing = _outputs(nodes, 'InfraValidator').get('blessing')
-  pusher = _outputs(nodes, 'Pusher').get('pushed_model')
+  evaluation = mlmd.output(nodes, 'Evaluator', 'evaluation')
+  infra_blessing = mlmd.output(nodes, 'InfraValidator', 'blessing')
+  pusher = mlmd.output(nodes, 'Pusher', 'pushed_model')
   props = pusher.custom_properties if pusher is not None else {}
-  trainer = _outputs(nodes, 'Trainer')
+  model = mlmd.output(nodes, 'Trainer', 'model')
+  model_run = mlmd.output(nodes, 'Trainer', 'model_run')
   return RunSummary(
       timings=[(n.node_id, n.state, n.seconds) for n in nodes],
-      evaluation=evaluation,
+      evaluation=(load_evaluation(evaluation.uri)
+                  if evaluation is not None else None),
       infra_validation=(load_infra_validation(infra_blessing)
                         if infra_blessing is not None else None),
       pushed=bool(props['pushed'].int_value) if 'pushed' in props else None,
@@ -133,8 +153,8 @@ def summarize(config: config_lib.PipelineConfig) -> RunSummary:
       if 'pushed_version' in props else None,
       pushed_new_version=bool(props['pushed_new_version'].int_value)
       if 'pushed_new_version' in props else None,
-      model_uri=trainer['model'].uri if 'model' in trainer else None,
-      model_run_uri=trainer['model_run'].uri if 'model_run' in trainer else None)
+      model_uri=model.uri if model is not None else None,
+      model_run_uri=model_run.uri if model_run is not None else None)
 
 
 def format_summary(summary: RunSummary) -> List[str]:
@@ -213,19 +233,19 @@ def predict_test_set(model_dir: str, images: np.ndarray) -> np.ndarray:
   return np.concatenate(scores)
 
 
-def plot_confusion_matrix(labels, predicted, output: str) -> None:
-  matrix = np.zeros((10, 10), dtype=np.int64)
-  np.add.at(matrix, (labels, predicted), 1)
+def plot_confusion_matrix(matrix: np.ndarray, output: str) -> None:
+  """Draws `matrix` ([true digit, predicted digit] -> examples)."""
+  digits = range(len(matrix))
   plt = _plt()
   fig, ax = plt.subplots(figsize=(6, 5.5))
   ax.imshow(np.log1p(matrix), cmap='Blues')
-  for t in range(10):
-    for p in range(10):
+  for t in digits:
+    for p in digits:
       if matrix[t, p]:
         ax.text(p, t, str(matrix[t, p]), ha='center', va='center', fontsize=7,
                 color='white' if t == p else 'black')
-  ax.set_xticks(range(10))
-  ax.set_yticks(range(10))
+  ax.set_xticks(digits)
+  ax.set_yticks(digits)
   ax.set_xlabel('predicted')
   ax.set_ylabel('true')
   ax.set_title(f'test set: {int(np.trace(matrix))}/{matrix.sum()} correct')
@@ -245,7 +265,8 @@ def plot_misclassified(images, labels, predicted, output: str,
   for ax in np.ravel(axes):
     ax.axis('off')
   for ax, i in zip(np.ravel(axes), shown):
-    ax.imshow(images[i].reshape(28, 28), cmap='gray_r')
+    ax.imshow(images[i].reshape(features.IMAGE_ROWS, features.IMAGE_COLS),
+              cmap='gray_r')
     ax.set_title(f'{predicted[i]} (true {labels[i]})', fontsize=7)
   fig.suptitle(f'misclassified test digits: {len(wrong)} '
                f'(first {len(shown)} shown; predicted, true)', fontsize=9)
@@ -266,18 +287,22 @@ def write(config: config_lib.PipelineConfig, summary: RunSummary,
   if history and os.path.exists(history):
     plot_training_curves(history, os.path.join(output_dir, 'training_curves.png'))
     pictures.append('training_curves.png')
+  if summary.evaluation and summary.evaluation.confusion_matrix is not None:
+    plot_confusion_matrix(summary.evaluation.confusion_matrix,
+                          os.path.join(output_dir, 'confusion_matrix.png'))
+    pictures.append('confusion_matrix.png')
   if summary.model_uri:
+    # Which digits the model gets wrong is not in what the Evaluator records:
+    # the model is run on the test images once more for them.
     images, labels = idx.load(config.abs_data_dir, 'test')
     if config.max_test_examples:
       images, labels = (images[:config.max_test_examples],
                         labels[:config.max_test_examples])
     predicted = predict_test_set(
         os.path.join(summary.model_uri, 'Format-Serving'), images).argmax(-1)
-    plot_confusion_matrix(labels, predicted,
-                          os.path.join(output_dir, 'confusion_matrix.png'))
     plot_misclassified(images, labels, predicted,
                        os.path.join(output_dir, 'misclassified.png'))
-    pictures += ['confusion_matrix.png', 'misclassified.png']
+    pictures.append('misclassified.png')
   text = '\n'.join(format_summary(summary))
   with open(os.path.join(output_dir, 'summary.txt'), 'w') as f:
     f.write(text + '\n')

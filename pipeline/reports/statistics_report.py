@@ -10,27 +10,27 @@ import base64
 import html
 import io
 import os
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from components import anomaly_gate
+from models import features
 from pipeline import config as config_lib
 from pipeline import mlmd
 
 STATS_FILE = 'FeatureStats.pb'  # What StatisticsGen writes in each split.
 
 
-def _artifact_uri(config: config_lib.PipelineConfig, node: str, key: str) -> str:
-  for run in mlmd.latest_run(config):
-    if run.node_id == node:
-      for output_key, artifact in run.outputs:
-        if output_key == key:
-          return artifact.uri
-  raise mlmd.MetadataError(
-      f'the latest run in {config.abs_output_dir} has no {node}.{key}: run '
-      '`mnist-tfx run` again')
+def _artifact_uri(config: config_lib.PipelineConfig, nodes: List[mlmd.NodeRun],
+                  node: str, key: str) -> str:
+  artifact = mlmd.output(nodes, node, key)
+  if artifact is None:
+    raise mlmd.MetadataError(
+        f'the latest run in {config.abs_output_dir} has no {node}.{key}: run '
+        '`mnist-tfx run` again')
+  return artifact.uri
 
 
 def load_split_statistics(
@@ -72,14 +72,14 @@ def _label_chart(split_stats) -> str:
   for i, (split, stats) in enumerate(sorted(split_stats.items())):
     counts = {}
     for feature in stats.datasets[0].features:
-      if feature.path.step and feature.path.step[0] == 'label':
+      if feature.path.step and feature.path.step[0] == features.LABEL_KEY:
         for value in feature.string_stats.rank_histogram.buckets:
           counts[int(value.label)] = value.sample_count
     digits = sorted(counts)
     total = sum(counts.values()) or 1
     ax.bar([d + i * width for d in digits], [counts[d] / total for d in digits],
            width=width, label=split)
-  ax.set_xticks(range(10))
+  ax.set_xticks(range(features.NUM_CLASSES))
   ax.set_xlabel('digit')
   ax.set_ylabel('fraction of split')
   ax.legend()
@@ -123,9 +123,10 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
 
 def write(config: config_lib.PipelineConfig, output: Optional[str] = None) -> str:
   """Writes the report of the latest run; returns its path."""
+  nodes = mlmd.latest_run(config)
   split_stats = load_split_statistics(
-      _artifact_uri(config, 'StatisticsGen', 'statistics'))
-  anomalies_uri = _artifact_uri(config, 'ExampleValidator', 'anomalies')
+      _artifact_uri(config, nodes, 'StatisticsGen', 'statistics'))
+  anomalies_uri = _artifact_uri(config, nodes, 'ExampleValidator', 'anomalies')
   lines = anomaly_gate.describe(anomaly_gate.load_anomalies(anomalies_uri))
   output = output or os.path.join(config.reports_dir, 'statistics.html')
   os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)

