@@ -23,14 +23,14 @@ from components import idx
 from pipeline import config as config_lib
 from pipeline import data
 from pipeline import local_runner
-from pipeline import run_report
+from pipeline.reports import run_report
 
 
 def plain_keras(config: config_lib.PipelineConfig, out_dir: str) -> float:
   """Returns the test accuracy of the tutorial-style script."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from models.trainer import model as model_lib  # pylint: disable=g-import-not-at-top
-  from models.trainer.mnist_trainer import KeepBestOnValid  # pylint: disable=g-import-not-at-top
+  import tf_keras as keras  # pylint: disable=g-import-not-at-top
 
   def scaled(images):
     return (images.reshape(-1, 28, 28, 1) / 255.0).astype(np.float32)
@@ -42,11 +42,13 @@ def plain_keras(config: config_lib.PipelineConfig, out_dir: str) -> float:
   hp = config.training
   train = (tf.data.Dataset.from_tensor_slices(
       (scaled(train_images[split['train']]), train_labels[split['train']]))
-           .shuffle(60000).batch(hp.batch_size).prefetch(tf.data.AUTOTUNE))
+           .shuffle(60000, seed=hp.seed).batch(hp.batch_size, drop_remainder=True)
+           .prefetch(tf.data.AUTOTUNE))
   valid = (scaled(train_images[split['valid']]), train_labels[split['valid']])
+  keras.utils.set_random_seed(hp.seed)
   model = model_lib.compile_model(model_lib.build(hp), hp, len(train))
   model.fit(train, validation_data=valid, epochs=hp.epochs, verbose=2,
-            callbacks=[KeepBestOnValid()])
+            callbacks=[model_lib.early_stopping(hp)])
   _, accuracy = model.evaluate(scaled(test_images), test_labels, verbose=0)
   model.save(os.path.join(out_dir, 'plain_keras_model'), save_format='tf')
   return accuracy

@@ -1,8 +1,8 @@
 """The one place where paths and hyper-parameters of the pipeline live.
 
 Every runner, the CLI and the tests build a `PipelineConfig` from a named profile
-(`full`, the default, or `smoke`, a fast run on a small slice of MNIST for tests) and
-optional overrides, then hand it to the pipeline factory. Changing a hyper-parameter
+(`full`, the default; `smoke`, a fast run on a small slice of MNIST for tests; or
+`reference`, the slower training recipe `full` replaced) and optional overrides, then hand it to the pipeline factory. Changing a hyper-parameter
 means changing it here, or overriding it with `--set name=value` on the CLI.
 """
 
@@ -11,25 +11,11 @@ import os
 import typing
 from typing import Any, Dict, List, Optional
 
+from models.trainer.training_config import TrainingConfig
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULES_DIR = os.path.join(REPO_ROOT, 'models')
 SCHEMA_DIR = os.path.join(REPO_ROOT, 'pipeline', 'schema')
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainingConfig:
-  """Hyper-parameters of the CNN and its optimisation (models/trainer/)."""
-  epochs: int = 20
-  batch_size: int = 128  # per replica; the global batch scales with replicas
-  learning_rate: float = 2e-3  # Adam, decayed along a cosine to a fraction of it
-  final_learning_rate_fraction: float = 0.01
-  dropout: float = 0.3
-  filters: int = 32  # of the first block; doubled per block
-  augment: bool = True  # random shifts, rotations, zooms (training only)
-  shift: float = 0.1  # fraction of the image, each direction
-  rotation_degrees: float = 10.0
-  zoom: float = 0.1
-  mixed_precision: bool = False  # float16 compute, on GPU only
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,8 +91,6 @@ class PipelineConfig:
   # Evaluator.
   valid_examples: int = 5000
   split_seed: int = 20261124
-  image_rows: int = 28
-  image_cols: int = 28
   # Keep only the first N examples of each IDX part (None: all). Used by `smoke`.
   max_train_examples: Optional[int] = None
   max_test_examples: Optional[int] = None
@@ -187,8 +171,22 @@ PROFILES: Dict[str, PipelineConfig] = {
         valid_examples=200,
         max_train_examples=2000,
         max_test_examples=500,
-        training=TrainingConfig(epochs=3, filters=16, batch_size=64, augment=False),
+        # Batch 32 and a warm-up epoch: with ~100 steps in all, bigger batches or a
+        # cold start at the full rate leave the batch-norm statistics unsettled and
+        # the test accuracy anywhere between 25% and 85% from seed to seed.
+        training=TrainingConfig(epochs=3, filters=16, batch_size=32,
+                                warmup_epochs=1.0, augment=False),
         evaluation=EvaluationConfig(min_accuracy=0.5),
+    ),
+    # The recipe `full` replaced (99.66% test accuracy, three times the training
+    # compute): kept so that bench/training_benchmark.py can measure the two.
+    'reference': PipelineConfig(
+        profile='reference',
+        output_dir='outputs/reference',
+        training=TrainingConfig(architecture='reference', filters=32, epochs=20,
+                                batch_size=128, learning_rate=2e-3,
+                                warmup_epochs=0.0,
+                                dropout=0.3, augment=True),
     ),
 }
 

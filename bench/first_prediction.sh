@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Fresh clone to the first served prediction, timed as a new user meets it.
+#
+# Clones this checkout's HEAD into a temporary folder and, with an empty
+# environment cache (MNIST_TFX_ENV_CACHE), runs the README's commands:
+#   ./mnist-tfx run        builds the environment, fetches MNIST, runs the pipeline
+#   ./mnist-tfx serve      serves the pushed model (gRPC on a free port)
+#   ./mnist-tfx predict    the first answer from it
+# and prints the time of each step and the total. Everything it made is removed at
+# the end (KEEP=1 keeps it). Needs what a new machine needs: network, root, npm.
+#
+#   bench/first_prediction.sh
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d /tmp/mnist-tfx-first-prediction.XXXXXX)
+export MNIST_TFX_ENV_CACHE="$work/cache"
+server_pid=
+
+cleanup() {
+  if [[ -n "$server_pid" ]]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+  if [[ "${KEEP:-0}" != 1 ]]; then rm -rf "$work"; else echo "kept: $work"; fi
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+seconds_since() { echo $(( $(date +%s) - $1 )); }
+
+started=$(date +%s)
+git clone -q "$repo" "$work/mnist-tfx"
+cd "$work/mnist-tfx"
+
+step=$(date +%s)
+./mnist-tfx run | tee "$work/run.txt"
+run_seconds=$(seconds_since "$step")
+
+step=$(date +%s)
+port=$(free_port)
+./mnist-tfx serve --port="$port" > "$work/serve.txt" 2>&1 &
+server_pid=$!
+until ./mnist-tfx predict --index 0-4 --server "localhost:$port" > "$work/predict.txt" 2>&1; do
+  kill -0 "$server_pid" 2>/dev/null || { cat "$work/serve.txt"; exit 1; }
+  sleep 1
+done
+serve_seconds=$(seconds_since "$step")
+cat "$work/predict.txt"
+
+total=$(seconds_since "$started")
+echo
+echo "fresh clone to first served prediction ($(nproc) cores, $(date -u +%F)):"
+echo "  ./mnist-tfx run (set-up, data, pipeline): $((run_seconds / 60)) min $((run_seconds % 60)) s"
+echo "  ./mnist-tfx serve until predict answers:  $((serve_seconds / 60)) min $((serve_seconds % 60)) s"
+echo "  total:                                    $((total / 60)) min $((total % 60)) s"

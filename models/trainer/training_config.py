@@ -1,0 +1,33 @@
+"""The trainer's hyper-parameters: one frozen dataclass, beside the code that reads it.
+
+It lives with the model code, not in pipeline/, so that models/ stands on its own
+and TFX hashes it together with the module file when deciding whether a cached
+Trainer is still valid. The pipeline's profiles (pipeline/config.py) choose values;
+`run_fn` receives them through the Trainer's custom_config.
+"""
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+  """Hyper-parameters of the CNN and its optimisation; see recipe.md for why."""
+  architecture: str = 'compact'  # or 'reference' (model.py)
+  filters: int = 32  # of the first block; doubled after the first downsampling
+  epochs: int = 10
+  batch_size: int = 128  # per replica; the global batch scales with replicas
+  learning_rate: float = 3e-3  # Adam's peak rate, then a cosine decay
+  warmup_epochs: float = 1.0  # linear ramp from 0 to learning_rate first
+  final_learning_rate_fraction: float = 0.01
+  dropout: float = 0.3
+  augment: bool = True  # random shifts, rotations, zooms (training only)
+  shift: float = 0.1  # fraction of the image, each direction
+  rotation_degrees: float = 10.0
+  zoom: float = 0.1
+  # Stop when the validation loss has not improved for this many epochs (0: never
+  # stop early); the weights of the best epoch are kept either way.
+  early_stopping_patience: int = 0
+  # Seeds weight initialisation, shuffling and augmentation: the same seed on the
+  # same machine and TensorFlow build trains the same model.
+  seed: int = 0
+  mixed_precision: bool = False  # float16 compute, on GPU only

@@ -1,0 +1,60 @@
+"""The CNN and its optimiser: shapes, the learning-rate schedule, and seeding."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import tf_keras as keras
+
+from models.trainer import model as model_lib
+from models.trainer.training_config import TrainingConfig
+
+TINY = TrainingConfig(epochs=4, filters=4, batch_size=8, learning_rate=0.01,
+                      warmup_epochs=1.0, final_learning_rate_fraction=0.1)
+
+
+def _learning_rates(hp, steps_per_epoch, steps):
+  schedule = model_lib.learning_rate_schedule(hp, steps_per_epoch)
+  return [float(schedule(step)) for step in steps]
+
+
+def test_the_model_maps_images_to_ten_probabilities():
+  model = model_lib.build(TINY)
+  scores = model(np.random.default_rng(0).random((3, 28, 28, 1), np.float32))
+  assert scores.shape == (3, 10)
+  np.testing.assert_allclose(scores.numpy().sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_the_rate_warms_up_linearly_then_decays_to_the_final_fraction():
+  steps_per_epoch = 10  # 40 steps in all, the first 10 warming up
+  start, middle, peak, last = _learning_rates(TINY, steps_per_epoch,
+                                              [0, 5, 10, 40])
+  assert start == pytest.approx(0.0)
+  assert middle == pytest.approx(0.005)
+  assert peak == pytest.approx(0.01)
+  assert last == pytest.approx(0.001)
+
+
+def test_without_warm_up_the_rate_starts_at_its_peak():
+  cold = dataclasses.replace(TINY, warmup_epochs=0.0)
+  first, last = _learning_rates(cold, 10, [0, 40])
+  assert first == pytest.approx(0.01)
+  assert last == pytest.approx(0.001)
+
+
+def _trained_weights(seed):
+  """Weights after two steps of training from scratch, seeded as run_fn seeds."""
+  hp = dataclasses.replace(TINY, seed=seed, augment=True, warmup_epochs=0.0)
+  keras.utils.set_random_seed(hp.seed)
+  model = model_lib.compile_model(model_lib.build(hp), hp, steps_per_epoch=2)
+  images = np.random.default_rng(0).random((16, 28, 28, 1), np.float32)
+  labels = np.arange(16) % 10
+  model.fit(images, labels, batch_size=8, epochs=1, verbose=0, shuffle=False)
+  return model.get_weights()
+
+
+def test_the_same_seed_trains_the_same_weights_and_another_does_not():
+  first, again, other = _trained_weights(1), _trained_weights(1), _trained_weights(2)
+  for a, b in zip(first, again):
+    np.testing.assert_array_equal(a, b)
+  assert any(not np.array_equal(a, c) for a, c in zip(first, other))
