@@ -16,7 +16,8 @@ import tensorflow as tf
 from tfx import v1 as tfx
 
 from components import idx
-from components.idx_example_gen import IdxExampleGen, to_example
+from components.idx_example_gen import IdxExampleGen
+from models import features
 from pipeline import config as config_lib
 from pipeline import data
 
@@ -34,7 +35,8 @@ def numpy_conversion(data_dir: str, out_dir: str, config) -> int:
     path = os.path.join(out_dir, split, 'data.tfrecord.gz')
     with tf.io.TFRecordWriter(path, options) as writer:
       for i in indices:
-        writer.write(to_example(images[i].tolist(), int(labels[i])))
+        writer.write(features.example(images[i].tolist(),
+                                      int(labels[i])).SerializeToString())
         count += 1
   return count
 

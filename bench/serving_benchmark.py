@@ -35,8 +35,7 @@ from typing import List, Sequence
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+# Before TensorFlow loads: its C++ start-up lines say nothing about the numbers.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import grpc  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -46,10 +45,14 @@ from tensorflow_serving.apis import model_service_pb2_grpc  # pylint: disable=g-
 from tensorflow_serving.apis import predict_pb2  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tensorflow_serving.apis import prediction_service_pb2_grpc  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+from models import features  # pylint: disable=g-import-not-at-top,wrong-import-position
 from models import serving_contract as contract  # pylint: disable=g-import-not-at-top,wrong-import-position
+from pipeline import config as config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from serving import client  # pylint: disable=g-import-not-at-top,wrong-import-position
 from serving import mnist_inputs  # pylint: disable=g-import-not-at-top,wrong-import-position
 from serving import storage_path  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+REPO = config_lib.REPO_ROOT
 
 
 class Result:
@@ -225,6 +228,56 @@ def memory_under_load(pid: int, target: str, requests, seconds: float):
   return samples[len(samples) // 10], samples[-1], max(samples)
 
 
+def write_stand_in(export_dir: str, architecture: str) -> None:
+  """A SavedModel with the pushed model's `predict_images` signature, the one this
+  benchmark calls, around fixed random weights.
+
+  'cnn': a Keras-example-sized CNN (conv 32, conv 64, dense 128) that costs per
+  call about what the trained model costs, so server overhead is measured against
+  a realistic amount of model work; 'linear': one dense layer, almost free.
+  """
+  rng = np.random.default_rng(2001 if architecture == 'cnn' else 1001)
+
+  def variable(*shape, scale=None):
+    fan_in = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
+    value = rng.normal(0.0, scale or np.sqrt(2.0 / fan_in), size=shape)
+    return tf.Variable(value.astype(np.float32), trainable=False)
+
+  module = tf.Module()
+  if architecture == 'cnn':
+    module.weights = [variable(3, 3, 1, 32), variable(32),
+                      variable(3, 3, 32, 64), variable(64),
+                      variable(5 * 5 * 64, 128), variable(128),
+                      variable(128, 10), variable(10)]
+
+    def scores(images):
+      conv1, bias1, conv2, bias2, dense1, bias3, dense2, bias4 = module.weights
+      x = tf.reshape(images, [-1, features.IMAGE_ROWS, features.IMAGE_COLS, 1])
+      x = tf.nn.relu(tf.nn.conv2d(x, conv1, 1, 'VALID') + bias1)
+      x = tf.nn.max_pool2d(x, 2, 2, 'VALID')
+      x = tf.nn.relu(tf.nn.conv2d(x, conv2, 1, 'VALID') + bias2)
+      x = tf.nn.max_pool2d(x, 2, 2, 'VALID')
+      x = tf.nn.relu(tf.matmul(tf.reshape(x, [-1, 5 * 5 * 64]), dense1) + bias3)
+      return tf.nn.softmax(tf.matmul(x, dense2) + bias4)
+  else:
+    module.weights = [variable(features.IMAGE_PIXELS, features.NUM_CLASSES,
+                               scale=0.1),
+                      variable(features.NUM_CLASSES, scale=0.1)]
+
+    def scores(images):
+      kernel, bias = module.weights
+      return tf.nn.softmax(tf.matmul(images, kernel) + bias)
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None, features.IMAGE_PIXELS], tf.float32)])
+  def predict_images(images):
+    return {contract.SCORES_OUTPUT: scores(images)}
+
+  module.predict_images = predict_images
+  tf.saved_model.save(module, export_dir,
+                      signatures={contract.IMAGES_SIGNATURE: predict_images})
+
+
 def latest_version_dir(base_path: str) -> str:
   versions = storage_path.version_dirs(base_path)
   if not versions:
@@ -235,12 +288,12 @@ def latest_version_dir(base_path: str) -> str:
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--model_base_path', default=None,
-                      help='Default: a stand-in model (tests/serving_testutil.py).')
+                      help='Default: a stand-in model (write_stand_in).')
   parser.add_argument('--stand_in', choices=['linear', 'cnn'], default='cnn',
                       help='Stand-in model without --model_base_path: a CNN '
                            'as costly as the trained one, or the linear test '
                            'model.')
-  parser.add_argument('--model_name', default='mnist')
+  parser.add_argument('--model_name', default=contract.MODEL_NAME)
   parser.add_argument('--concurrency', default='1,8,32')
   parser.add_argument('--batch', type=int, default=32,
                       help='Images per request in the batched runs.')
@@ -261,10 +314,9 @@ def main() -> None:
   scratch = None
   base_path = args.model_base_path
   if base_path is None:
-    from tests import serving_testutil  # pylint: disable=g-import-not-at-top
     scratch = tempfile.mkdtemp(prefix='serving-bench-')
     base_path = os.path.join(scratch, args.model_name)
-    serving_testutil.write_version(base_path, 1, architecture=args.stand_in)
+    write_stand_in(os.path.join(base_path, '1'), args.stand_in)
   base_path = os.path.abspath(base_path)
 
   rng = np.random.default_rng(0)

@@ -178,6 +178,14 @@ def load(directory: str, part: str,
   return load_pair(*locate(directory, part), shape=shape)
 
 
+def load_labels(directory: str, part: str) -> np.ndarray:
+  """The validated labels of one part alone, for callers that need no images
+  (60k training images are 47 MB to read and check)."""
+  _, labels_name = FILE_NAMES[part]
+  path = find_file(directory, labels_name)
+  return parse_labels(os.path.basename(path), read_bytes(path))
+
+
 def validation_indices(count: int, valid_count: int, seed: int) -> np.ndarray:
   """Indices of the held-out `valid` examples carved from a train part.
 

@@ -20,7 +20,6 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
-import tensorflow as tf
 from tfx import types
 from tfx.components.example_gen import base_example_gen_executor
 from tfx.components.example_gen import driver
@@ -83,23 +82,13 @@ def _load_part(images_path: str, labels_path: str,
   return idx.load_pair(images_path, labels_path, shape)
 
 
-def to_example(pixels: List[int], label: int) -> bytes:
-  """One digit as a serialized tf.Example (see models/features.py)."""
-  return tf.train.Example(features=tf.train.Features(feature={
-      features.IMAGE_KEY:
-          tf.train.Feature(int64_list=tf.train.Int64List(value=pixels)),
-      features.LABEL_KEY:
-          tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
-  })).SerializeToString()
-
-
 def chunk_to_examples(images: np.ndarray, labels: np.ndarray,
                       indices: np.ndarray) -> List[bytes]:
   """The chosen digits as serialized tf.Examples, encoded in one vectorized call.
 
   tfx_bsl's Arrow-to-Example encoder is TFX's own C++ path, faster than building
-  the protos one by one in Python as `to_example` does; the result parses to the
-  same examples.
+  the protos one by one in Python as `features.example` does; the result parses
+  to the same examples.
   """
   count, size = len(indices), images.shape[1]  # size: rows * cols
   pixels = images[indices].reshape(-1).astype(np.int64)

@@ -2,7 +2,8 @@
 
 The checked-in manifests name the model `mnist` under /models; `render` points them at
 the model base path the compiled pipeline's Pusher writes to (kubeflow.serving_root
-/<model_name>), mounts the volume claim when that path is on one, and fills in the
+/<model_name>), mounts the volume claim when that path is on one, opens the ports
+the local server and its clients use (serving/options.py) and fills in the
 batching parameters the local server uses (serving/batching_parameters.txt). Every
 document is checked against the Kubernetes API models of the `kubernetes` client, so
 a misspelt or misplaced field fails instead of being dropped by the API server.
@@ -17,6 +18,7 @@ from typing import Any, Dict, List
 import yaml
 
 from pipeline import config as config_lib
+from serving import options as serving_options
 
 TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'serving.yaml')
 # TF Serving's batching parameters, shared with the local server.
@@ -28,6 +30,10 @@ KSERVE_GROUP = 'serving.kserve.io'
 # KServe's PredictorExtensionSpec fields beside the embedded Container's.
 _PREDICTOR_EXTENSION = ('storageUri', 'runtimeVersion', 'protocolVersion')
 MODEL_VOLUME = 'models'
+# TF Serving's gRPC port and the REST port of its Docker image, by the names of the
+# container's ports in serving.yaml.
+PORTS = {'grpc': serving_options.ServerOptions.port,
+         'http': serving_options.DOCKER_REST_API_PORT}
 
 Manifest = Dict[str, Any]
 
@@ -64,9 +70,15 @@ def render(config: config_lib.PipelineConfig,
   base_path = model_base_path(config)
   container['args'] = [
       _replace_flag(arg, {'--model_name': config.model_name,
-                          '--model_base_path': base_path})
+                          '--model_base_path': base_path,
+                          '--port': str(PORTS['grpc']),
+                          '--rest_api_port': str(PORTS['http'])})
       for arg in container['args']
   ]
+  for port in container['ports']:
+    port['containerPort'] = PORTS[port['name']]
+  for port in _only(docs, 'Service')['spec']['ports']:
+    port['port'] = PORTS[port['name']]
   container['readinessProbe']['httpGet']['path'] = (
       f'/v1/models/{config.model_name}')
   with open(BATCHING_PARAMETERS, encoding='utf-8') as f:

@@ -3,7 +3,7 @@
 The exporter (models/trainer/) writes these, the project's model server
 (serving/) and clients read them, and the real tensorflow/serving does too. They
 are plain strings, so that the client and `mnist-tfx --help` need not import
-TensorFlow; tests/test_serving_units.py checks them against TensorFlow's own
+TensorFlow; tests/models/test_serving_contract.py checks them against TensorFlow's own
 constants (tf.saved_model.*).
 """
 
@@ -30,7 +30,11 @@ REGRESS_OUTPUTS = 'outputs'
 # (servables/tensorflow/saved_model_warmup.cc): a TFRecord file of PredictionLogs.
 WARMUP_FILE = os.path.join('assets.extra', 'tf_serving_warmup_requests')
 
-# --- The signatures of the pushed MNIST model (models/trainer/export.py) -------
+# --- The pushed MNIST model: its name, its signatures (models/trainer/export.py) --
+# The name it is served under when nobody names it (`mnist-tfx serve` without
+# flags) and clients ask for by default. pipeline/config.py's model_name defaults
+# to the same name (tests/pipeline/test_config.py holds the two together).
+MODEL_NAME = 'mnist'
 # DEFAULT_SIGNATURE: serialized tf.Examples -> probabilities [N, 10], classes [N]
 EXAMPLES_INPUT = 'examples'
 PROBABILITIES_OUTPUT = 'probabilities'

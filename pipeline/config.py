@@ -11,6 +11,7 @@ import os
 import typing
 from typing import Any, Dict, List, Optional
 
+from models import serving_contract as contract
 from models.trainer.training_config import TrainingConfig
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -80,7 +81,7 @@ class PipelineConfig:
   profile: str = 'full'
   # Names. Kubeflow's v2 compiler accepts only [a-z0-9-] in pipeline names.
   pipeline_name: str = 'mnist-tfx'
-  model_name: str = 'mnist'
+  model_name: str = contract.MODEL_NAME
 
   # Where things are. Relative paths are resolved against the working directory.
   data_dir: str = 'data/mnist'

@@ -24,6 +24,7 @@ from components import infra_validator as infra_validator_lib
 from components.anomaly_gate import AnomalyGate
 from components.idx_example_gen import IdxExampleGen
 from models import features
+from models import serving_contract as contract
 from pipeline import config as config_lib
 
 TRANSFORM_MODULE = os.path.join(
@@ -38,7 +39,7 @@ INFRA_VALIDATION_EXAMPLES = 4
 # TFX's request builder makes requests from serialized tf.Examples only, so on a
 # serving platform `predict_images` (float pixels) is left out; the local
 # validator calls every signature.
-EXAMPLE_SIGNATURES = ['serving_default', 'classify']
+EXAMPLE_SIGNATURES = [contract.DEFAULT_SIGNATURE, contract.CLASSIFY_SIGNATURE]
 
 
 def create_pipeline(
@@ -193,9 +194,9 @@ def eval_config(evaluation: config_lib.EvaluationConfig) -> tfma.EvalConfig:
           absolute={'value': -evaluation.max_accuracy_drop}))
   return tfma.EvalConfig(
       model_specs=[tfma.ModelSpec(
-          signature_name='serving_default',
+          signature_name=contract.DEFAULT_SIGNATURE,
           label_key=features.LABEL_KEY,
-          prediction_key='probabilities')],
+          prediction_key=contract.PROBABILITIES_OUTPUT)],
       slicing_specs=[overall, tfma.SlicingSpec(feature_keys=[features.LABEL_KEY])],
       metrics_specs=[tfma.MetricsSpec(metrics=[
           tfma.MetricConfig(class_name='ExampleCount'),

@@ -3,7 +3,7 @@
 `GrpcClient` uses the official `tensorflow_serving.apis` stubs and `RestClient` TF
 Serving's REST API, so both talk to this project's server (`mnist-tfx serve`) and
 to TensorFlow Serving itself. Both take uint8 pixels [N, 784] (see mnist_inputs.py
-for reading image files and the IDX test set) and return a `Prediction`.
+for reading image files) and return a `Prediction`.
 
 Two signatures of the pushed model can answer (models/serving_contract.py):
   serving_default  serialized tf.Examples (feature `image`, 784 int64 in 0-255)
@@ -30,9 +30,6 @@ from models import serving_contract as contract
 from serving import mnist_inputs
 from serving import options as options_lib
 
-# The pipeline's model name (pipeline/config.py), as a server started by
-# `mnist-tfx serve` without flags serves it.
-MODEL_NAME = 'mnist'
 TIMEOUT_SECONDS = 10.0
 
 
@@ -82,7 +79,7 @@ def default_target(protocol: str) -> str:
   raise ValueError(f'protocol must be grpc or rest, got {protocol!r}')
 
 
-def predict_request(images: np.ndarray, model_name: str = MODEL_NAME,
+def predict_request(images: np.ndarray, model_name: str = contract.MODEL_NAME,
                     signature_name: str = contract.DEFAULT_SIGNATURE,
                     version: Optional[int] = None,
                     version_label: Optional[str] = None):
@@ -108,7 +105,8 @@ class GrpcClient:
   """PredictionService/ModelService over gRPC with the official stubs."""
 
   def __init__(self, target: str = default_target('grpc'),
-               model_name: str = MODEL_NAME, timeout: float = TIMEOUT_SECONDS,
+               model_name: str = contract.MODEL_NAME,
+               timeout: float = TIMEOUT_SECONDS,
                max_message_bytes: int = (
                    options_lib.ServerOptions.max_message_bytes)):
     import grpc  # pylint: disable=g-import-not-at-top
@@ -206,7 +204,8 @@ class RestClient:
   """The same calls over TF Serving's REST API (JSON over HTTP)."""
 
   def __init__(self, target: str = default_target('rest'),
-               model_name: str = MODEL_NAME, timeout: float = TIMEOUT_SECONDS):
+               model_name: str = contract.MODEL_NAME,
+               timeout: float = TIMEOUT_SECONDS):
     self.base_url = target if '://' in target else f'http://{target}'
     self.model_name = model_name
     self.timeout = timeout
@@ -289,7 +288,8 @@ class RestClient:
     self.close()
 
 
-def connect(target: str, protocol: str = 'grpc', model_name: str = MODEL_NAME,
+def connect(target: str, protocol: str = 'grpc',
+            model_name: str = contract.MODEL_NAME,
             timeout: float = TIMEOUT_SECONDS):
   """A GrpcClient or RestClient for `target` (host:port)."""
   if protocol == 'grpc':

@@ -1,12 +1,14 @@
-"""What a client sends for a digit: pixels from image files or the IDX test set.
+"""What a client sends for a digit, from pixels or an image file.
 
 The pushed model takes either serialized tf.Examples (`serving_default`, the
 pipeline's own feature contract in models/features.py: `image`, 784 int64 pixels in
 0-255) or float pixels in [0, 1] (`predict_images`, TF Serving's MNIST tutorial
-contract). Both start from the same uint8 [N, 784] array built here.
+contract). Both start from the same uint8 [N, 784] array, which callers bring:
+`load_image_file` reads a picture; `mnist-tfx predict` reads the IDX test set
+itself (pipeline/cli/serving_commands.py), as serving/ imports nothing but models/.
 """
 
-from typing import List, Sequence, Tuple
+from typing import List
 
 import numpy as np
 
@@ -15,15 +17,8 @@ from models import features
 
 def encode_examples(images: np.ndarray) -> List[bytes]:
   """Serialized tf.Examples, one per row of uint8 `images` [N, 784]."""
-  from tensorflow.core.example import example_pb2  # pylint: disable=g-import-not-at-top
-  images = as_pixels(images)
-  serialized = []
-  for row in images:
-    example = example_pb2.Example()
-    example.features.feature[features.IMAGE_KEY].int64_list.value.extend(
-        row.tolist())
-    serialized.append(example.SerializeToString())
-  return serialized
+  return [features.example(row.tolist()).SerializeToString()
+          for row in as_pixels(images)]
 
 
 def unit_floats(images: np.ndarray) -> np.ndarray:
@@ -50,20 +45,6 @@ def load_image_file(path: str) -> np.ndarray:
   if border.mean() > 127:
     pixels = 255 - pixels
   return pixels.reshape(features.IMAGE_PIXELS)
-
-
-def load_test_images(data_dir: str,
-                     indexes: Sequence[int]) -> Tuple[np.ndarray, np.ndarray]:
-  """(images uint8 [N, 784], labels [N]) of the IDX test set at `indexes`."""
-  from components import idx  # pylint: disable=g-import-not-at-top
-  images, labels = idx.load(data_dir, 'test')
-  bad = [i for i in indexes if not 0 <= i < len(images)]
-  if bad:
-    raise IndexError(
-        f'test set index {bad[0]} out of range: {data_dir} holds '
-        f'{len(images)} test images')
-  indexes = list(indexes)
-  return images[indexes], labels[indexes]
 
 
 def as_pixels(images: np.ndarray) -> np.ndarray:

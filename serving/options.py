@@ -5,8 +5,8 @@ TF Serving keeps all of its settings in one struct, `Server::Options`
 a field of it. `ServerOptions` is that struct here: one field per flag of
 tensorflow_model_server 2.21, named and defaulted as there, followed by the few
 settings of this server that TF Serving does not have. `mnist-tfx serve` builds its
-flags from these fields (serving/commands.py) and the server reads nothing else, so
-each default has exactly this one home.
+flags from these fields (pipeline/cli/serving_commands.py) and the server reads
+nothing else, so each default has exactly this one home.
 
 Flags that cannot mean anything in a CPU-only Python server (TFLite, GPU, TPU, the
 profiler, Google's ALTS, TF Serving's C++ plug-in configs) are accepted, so that
@@ -21,7 +21,8 @@ from models import serving_contract as contract
 
 _CPUS = os.cpu_count() or 1
 # The REST port TF Serving's Docker image opens (tensorflow_model_server itself
-# has no REST API unless --rest_api_port is given), where clients look first.
+# has no REST API unless --rest_api_port is given), where clients look first and
+# the Kubernetes manifests (kubeflow/manifests.py) open it too.
 DOCKER_REST_API_PORT = 8501
 
 

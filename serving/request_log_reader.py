@@ -12,7 +12,9 @@ digits from the logged requests and the predicted digits from the responses:
   0-255, models/features.py); Classify's digit is its best-scoring label.
 
 A file the server is still writing may end in an incomplete record; that record
-is skipped with a note. Anything else that does not read is a UserError.
+is skipped with a note. Anything else that does not read is a RequestLogError, whose
+message names the file and what is wrong with it (`mnist-tfx requests` prints it as
+one line).
 """
 
 import collections
@@ -25,7 +27,6 @@ import numpy as np
 
 from models import features
 from models import serving_contract as contract
-from pipeline.errors import UserError
 from serving import request_logging
 
 NUM_CLASSES = features.NUM_CLASSES
@@ -36,11 +37,15 @@ DISTRIBUTION_PICTURE = 'request_log_distribution.png'
 Key = Tuple[str, str, int, str]
 
 
+class RequestLogError(Exception):
+  """Request logs that cannot be found or read; the message says which and why."""
+
+
 # --- finding and reading the files -------------------------------------------------
 def find_files(specs: Sequence[str]) -> List[str]:
   """The log files each spec names: a file, a folder (its *.tfrecord files), a
   glob pattern, or a filename_prefix (<prefix>*.tfrecord). A spec naming none
-  is a UserError."""
+  is a RequestLogError."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   found: List[str] = []
   for spec in specs:
@@ -59,10 +64,10 @@ def find_files(specs: Sequence[str]) -> List[str]:
         matches = tf.io.gfile.glob(spec + '*' + request_logging.FILE_SUFFIX)
         looked = f'{spec}*{request_logging.FILE_SUFFIX}'
     except tf.errors.OpError as e:
-      raise UserError(f'{spec}: cannot list request logs: {e.message}') from None
+      raise RequestLogError(f'{spec}: cannot list request logs: {e.message}') from None
     matches = sorted(m for m in matches if not tf.io.gfile.isdir(m))
     if not matches:
-      raise UserError(f'no request log files match {spec} (looked for {looked}); '
+      raise RequestLogError(f'no request log files match {spec} (looked for {looked}); '
                       'give the logging_config filename_prefix, a folder or files')
     found.extend(m for m in matches if m not in found)
   return found
@@ -128,10 +133,10 @@ def read_records(path: str, notes: List[str]) -> Iterator[bytes]:
       notes.append(f'{path}: the last record is incomplete (the server is '
                    f'still writing it?); read the {count} before it')
       return
-    raise UserError(f'{path}: not a readable TFRecord file (corrupt after '
+    raise RequestLogError(f'{path}: not a readable TFRecord file (corrupt after '
                     f'{count} records)') from None
   except tf.errors.OpError as e:
-    raise UserError(f'{path}: cannot read: {e.message}') from None
+    raise RequestLogError(f'{path}: cannot read: {e.message}') from None
 
 
 def read_logs(paths: Sequence[str], notes: List[str]) -> Iterator[tuple]:
@@ -144,10 +149,10 @@ def read_logs(paths: Sequence[str], notes: List[str]) -> Iterator[tuple]:
       try:
         entry.ParseFromString(record)
       except message_lib.DecodeError:
-        raise UserError(f'{path}: holds a record that is not a '
+        raise RequestLogError(f'{path}: holds a record that is not a '
                         'tensorflow.serving.PredictionLog') from None
       if entry.WhichOneof('log_type') is None:
-        raise UserError(f'{path}: holds a record that is not a '
+        raise RequestLogError(f'{path}: holds a record that is not a '
                         'tensorflow.serving.PredictionLog (no request in it)')
       yield path, entry
 
@@ -320,14 +325,6 @@ def summarize(paths: Sequence[str], sample_size: int = 48,
           summary.sample_digits[slot] = digit
     summary.images_seen += len(images)
   return summary
-
-
-def training_labels(data_dir: str) -> np.ndarray:
-  """The IDX training labels [N] of `data_dir` (IdxFormatError if missing)."""
-  from components import idx  # pylint: disable=g-import-not-at-top
-  _, labels_name = idx.FILE_NAMES['train']
-  path = idx.find_file(data_dir, labels_name)
-  return idx.parse_labels(os.path.basename(path), idx.read_bytes(path))
 
 
 def _percent(count: int, total: int) -> str:

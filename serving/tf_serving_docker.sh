@@ -11,12 +11,17 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(dirname "$here")"
+# What a shell script cannot import: ServerOptions.port and DOCKER_REST_API_PORT
+# (serving/options.py), MODEL_NAME (models/serving_contract.py);
+# tests/serving/test_tf_serving_docker.py checks that they agree.
+grpc_port=8500
+rest_port=8501
 model_name="${MODEL_NAME:-mnist}"
 base_path="$(realpath -m "${1:-$repo/outputs/serving/$model_name}")"
 image="${TF_SERVING_IMAGE:-tensorflow/serving:2.21.0}"
 
 command=(docker run --rm --init
-  -p "${GRPC_PORT:-8500}:8500" -p "${REST_PORT:-8501}:8501"
+  -p "${GRPC_PORT:-$grpc_port}:$grpc_port" -p "${REST_PORT:-$rest_port}:$rest_port"
   --mount "type=bind,source=$base_path,target=/models/$model_name,readonly"
   --mount "type=bind,source=$here/batching_parameters.txt,target=/config/batching_parameters.txt,readonly"
   -e "MODEL_NAME=$model_name"

@@ -224,4 +224,5 @@ def test_installed_command_help_lists_the_commands(installed, tmp_path):
   out = _command(installed, '--help', cwd=str(tmp_path))
   assert re.match(r'Usage: mnist-tfx \[OPTIONS\] COMMAND', out), out
   listed = set(re.findall(r'^  ([a-z][a-z-]*)\s', out.split('Commands:', 1)[-1], re.M))
-  assert {'run', 'test', 'shell', 'serve'} <= listed, out
+  # Commands of main.py and of each command module beside it in pipeline/cli/.
+  assert {'run', 'test', 'shell', 'serve', 'requests', 'compile'} <= listed, out

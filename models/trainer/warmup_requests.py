@@ -22,10 +22,7 @@ BATCH_SIZES = (1, 8)
 
 
 def _examples(rows: int) -> list:
-  example = tf.train.Example(features=tf.train.Features(feature={
-      features.IMAGE_KEY: tf.train.Feature(int64_list=tf.train.Int64List(
-          value=[0] * features.IMAGE_PIXELS))}))
-  return [example] * rows
+  return [features.example([0] * features.IMAGE_PIXELS)] * rows
 
 
 def records(model_name: str = '') -> list:

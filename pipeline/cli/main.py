@@ -1,9 +1,9 @@
 """`mnist-tfx`: one command group for every user-facing action of the project.
 
-The pipeline's commands are in pipeline_commands.py beside this file, those of the
-other packages in serving/commands.py and kubeflow/commands.py; this group gathers
-them, adds `test` and `shell`, and turns a problem the user can put right into one
-line on stderr.
+The commands are in the modules beside this file, one per package they drive
+(pipeline_commands.py, serving_commands.py, kubeflow_commands.py); this group
+gathers them, adds `test` and `shell`, and turns a problem the user can put right
+into one line on stderr.
 """
 
 import os
@@ -79,12 +79,12 @@ def shell(bash_args):
 
 
 def _register_package_commands():
-  """run, report... (pipeline_commands.py), serve, predict... (serving/commands.py)
-  and compile (kubeflow/commands.py)."""
+  """run, report... (pipeline_commands.py), serve, predict, requests
+  (serving_commands.py) and compile (kubeflow_commands.py)."""
   # pylint: disable=g-import-not-at-top
-  from kubeflow import commands as kubeflow_commands
+  from pipeline.cli import kubeflow_commands
   from pipeline.cli import pipeline_commands
-  from serving import commands as serving_commands
+  from pipeline.cli import serving_commands
   for command in (pipeline_commands.COMMANDS + serving_commands.COMMANDS +
                   kubeflow_commands.COMMANDS):
     main.add_command(command)

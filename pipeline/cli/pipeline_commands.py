@@ -13,8 +13,8 @@ import time
 import click
 
 from pipeline import config as config_lib
-from pipeline import output_capture
-from pipeline.cli_options import config_options
+from pipeline.cli import output_capture
+from pipeline.cli.config_options import config_options
 
 
 @click.command('fetch-data')

@@ -17,6 +17,7 @@ import numpy as np
 
 from components import idx
 from models import features
+from models import serving_contract as contract
 from pipeline import config as config_lib
 from pipeline import mlmd
 
@@ -227,9 +228,12 @@ def plot_training_curves(history_path: str, output: str) -> None:
 def predict_test_set(model_dir: str, images: np.ndarray) -> np.ndarray:
   """Class probabilities of `images` (uint8 [N, 784]) through `predict_images`."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  predict = tf.saved_model.load(model_dir).signatures['predict_images']
-  scores = [predict(images=tf.constant(batch.astype(np.float32) / 255.0))['scores']
-            .numpy() for batch in np.array_split(images, max(1, len(images) // 1000))]
+  predict = tf.saved_model.load(model_dir).signatures[contract.IMAGES_SIGNATURE]
+  scores = []
+  for batch in np.array_split(images, max(1, len(images) // 1000)):
+    pixels = tf.constant(batch.astype(np.float32) / 255.0)
+    outputs = predict(**{contract.IMAGES_INPUT: pixels})
+    scores.append(outputs[contract.SCORES_OUTPUT].numpy())
   return np.concatenate(scores)
 
 

@@ -1,0 +1,46 @@
+"""Profiles and --set overrides of the one configuration object."""
+
+import pytest
+
+from models import serving_contract as contract
+from pipeline import config as config_lib
+
+
+def test_profiles_differ_where_they_should():
+  full, smoke = config_lib.load('full'), config_lib.load('smoke')
+  assert full.max_train_examples is None and smoke.max_train_examples == 2000
+  assert smoke.training.epochs < full.training.epochs
+  assert full.evaluation.min_accuracy == 0.99
+  assert full.model_base_path.endswith('/serving/mnist')
+
+
+def test_overrides_are_typed_and_reach_nested_fields():
+  config = config_lib.load('smoke')
+  for assignment in ('training.epochs=7', 'training.augment=false',
+                     'evaluation.max_accuracy_drop=0.002',
+                     'max_test_examples=none', 'valid_examples=100',
+                     'extra_beam_args=--a=1,--b=2'):
+    config = config_lib.apply_override(config, assignment)
+  assert config.training.epochs == 7 and config.training.augment is False
+  assert config.evaluation.max_accuracy_drop == 0.002
+  assert config.max_test_examples is None and config.valid_examples == 100
+  assert config.extra_beam_args == ['--a=1', '--b=2']
+  assert config_lib.load('smoke').training.epochs == 3  # profiles untouched
+
+
+@pytest.mark.parametrize('assignment', ['training.nope=1', 'epochs=3', 'noequals'])
+def test_unknown_or_malformed_overrides_are_rejected(assignment):
+  with pytest.raises(ValueError, match='--set takes name=value'):
+    config_lib.apply_override(config_lib.load(), assignment)
+
+
+def test_unknown_profile():
+  with pytest.raises(ValueError, match="unknown profile 'huge'"):
+    config_lib.load('huge')
+
+
+def test_the_pushed_model_is_named_as_the_serving_contract_names_it():
+  """PipelineConfig.model_name's default and contract.MODEL_NAME (what clients ask
+  for and `mnist-tfx serve` serves) are one name, spelt twice until config.py
+  reads it from models/serving_contract.py."""
+  assert config_lib.PipelineConfig.model_name == contract.MODEL_NAME
