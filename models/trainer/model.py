@@ -1,15 +1,15 @@
 """The Keras CNN, top to bottom, and how it is optimised.
 
 Two architectures, chosen by `TrainingConfig.architecture` (recipe.md says why):
-- `compact`, the default: one conv at 28x28, a strided 3x3 conv down to 14x14, two
-  convs there, a strided 3x3 conv down to 7x7 and one conv there, then a 4x4 conv
-  head. Most of the computation happens at 14x14 and 7x7, where the digit's strokes
-  are already resolved.
-- `reference`, the recipe it replaced: two convs at 28x28 and a strided 5x5 conv per
-  block, about twice the computation per image.
-Every conv is conv-BN-ReLU; dropout follows each block. Random small shifts,
-rotations and zooms augment the digits during training only: Keras preprocessing
-layers are identity at inference, so the exported model sees the images as they are.
+- `reference`, the default: two convs at 28x28 and a strided 5x5 conv per block.
+- `compact` (the `fast` profile): one conv at 28x28, a strided 3x3 conv down to
+  14x14, two convs there, a strided 3x3 conv down to 7x7 and one conv there: about
+  60% of the computation per image, most of it at 14x14 and 7x7, where the digit's
+  strokes are already resolved.
+Both end in a 4x4 conv head and softmax. Every conv is conv-BN-ReLU; dropout
+follows each block. Random small shifts, rotations and zooms augment the digits
+during training only: Keras preprocessing layers are identity at inference, so the
+exported model sees the images as they are.
 
 Keras 2 (tf_keras), not Keras 3: TFT's transform layer and TFMA's Keras support are
 built for it, and importing TFT switches `tf.keras` to it anyway; naming it makes the
