@@ -17,8 +17,16 @@ work=$(mktemp -d /tmp/mnist-tfx-first-prediction.XXXXXX)
 export MNIST_TFX_ENV_CACHE="$work/cache"
 server_pid=
 
+# The launcher, the chroot and the Python server are a chain of processes: end the
+# deepest first, each by its pid.
+kill_tree() {
+  local child
+  for child in $(ps -o pid= --ppid "$1"); do kill_tree "$child"; done
+  kill "$1" 2>/dev/null || true
+}
+
 cleanup() {
-  if [[ -n "$server_pid" ]]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+  if [[ -n "$server_pid" ]]; then kill_tree "$server_pid"; wait "$server_pid" 2>/dev/null || true; fi
   if [[ "${KEEP:-0}" != 1 ]]; then rm -rf "$work"; else echo "kept: $work"; fi
 }
 trap cleanup EXIT
