@@ -18,16 +18,12 @@ import time
 import numpy as np
 
 from components import idx
+from models.trainer import progress
 from pipeline import config as config_lib
 from pipeline import data
 
 PROFILES = ('full', 'fast')
 TARGET_RATIO = 1 / 3
-
-
-def _duration(seconds: float) -> str:
-  minutes, seconds = divmod(int(round(seconds)), 60)
-  return f'{minutes} min {seconds:02d} s'
 
 
 def _trainable(config: config_lib.PipelineConfig, images, labels, steps: int):
@@ -86,7 +82,7 @@ def main():
     rate = statistics.median(rates[name])
     projected[name] = hp.epochs * len(images) / rate
     print(f'{name:10s} {hp.epochs:6d} {hp.batch_size:5d} {hp.filters:7d} '
-          f'{rate:9.0f}  {_duration(projected[name])}')
+          f'{rate:9.0f}  {progress.duration(projected[name])}')
   ratio = projected['fast'] / projected['full']
   print(f'ratio fast / full: {ratio:.3f} (target <= {TARGET_RATIO:.2f}: '
         f'{"met" if ratio <= TARGET_RATIO else "NOT met"})')

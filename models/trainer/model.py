@@ -16,7 +16,6 @@ built for it, and importing TFT switches `tf.keras` to it anyway; naming it make
 choice explicit rather than an accident of import order.
 """
 
-import tensorflow as tf
 import tf_keras as keras
 
 from models import features
@@ -54,14 +53,11 @@ def _reference(x, f, dropout):
   return keras.layers.Dropout(dropout)(x)
 
 
-ARCHITECTURES = {'compact': _compact, 'reference': _reference}
+BODIES = {'compact': _compact, 'reference': _reference}  # training_config.ARCHITECTURES
 
 
 def build(hp: TrainingConfig) -> keras.Model:
   """Returns the uncompiled CNN: [N, 28, 28, 1] floats in [0, 1] -> [N, 10] probabilities."""
-  if hp.architecture not in ARCHITECTURES:
-    raise ValueError(f'training.architecture={hp.architecture!r}: choose one of '
-                     f'{sorted(ARCHITECTURES)}')
   inputs = keras.Input(
       shape=(features.IMAGE_ROWS, features.IMAGE_COLS, 1),
       name=features.TRANSFORMED_IMAGE_KEY)
@@ -72,7 +68,7 @@ def build(hp: TrainingConfig) -> keras.Model:
     x = keras.layers.RandomZoom(hp.zoom, fill_mode='constant')(x)
     x = keras.layers.RandomTranslation(hp.shift, hp.shift,
                                           fill_mode='constant')(x)
-  x = ARCHITECTURES[hp.architecture](x, hp.filters, hp.dropout)
+  x = BODIES[hp.architecture](x, hp.filters, hp.dropout)
   x = _conv_bn_relu(x, 4 * hp.filters, 4, padding='valid')   # 4x4
   x = keras.layers.Flatten()(x)
   x = keras.layers.Dropout(hp.dropout)(x)

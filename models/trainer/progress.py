@@ -11,7 +11,8 @@ from absl import logging
 import tf_keras as keras
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+  """'3 min 05 s', or '42 s' under a minute."""
   minutes, seconds = divmod(int(round(seconds)), 60)
   return f'{minutes} min {seconds:02d} s' if minutes else f'{seconds} s'
 
@@ -41,4 +42,4 @@ class EpochProgress(keras.callbacks.Callback):
                     'val_sparse_categorical_accuracy'))
     logging.info('Epoch %d/%d: %s (%.1f s; about %s left)', done, self.epochs,
                  metrics.replace('sparse_categorical_', ''),
-                 now - self._epoch_started, _duration(left))
+                 now - self._epoch_started, duration(left))

@@ -8,6 +8,9 @@ Trainer is still valid. The pipeline's profiles (pipeline/config.py) choose valu
 
 import dataclasses
 
+# The CNNs models/trainer/model.py builds.
+ARCHITECTURES = ('reference', 'compact')
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
@@ -31,3 +34,10 @@ class TrainingConfig:
   # same machine and TensorFlow build trains the same model.
   seed: int = 0
   mixed_precision: bool = False  # float16 compute, on GPU only
+
+  def __post_init__(self):
+    # Here rather than in the Trainer: `--set training.architecture=...` is then
+    # refused on the command line, before the pipeline starts.
+    if self.architecture not in ARCHITECTURES:
+      raise ValueError(f'training.architecture={self.architecture!r}: choose one '
+                       f'of {", ".join(ARCHITECTURES)}')

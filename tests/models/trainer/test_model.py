@@ -7,6 +7,7 @@ import pytest
 import tf_keras as keras
 
 from models.trainer import model as model_lib
+from models.trainer import training_config
 from models.trainer.training_config import TrainingConfig
 
 TINY = TrainingConfig(epochs=4, filters=4, batch_size=8, learning_rate=0.01,
@@ -58,3 +59,11 @@ def test_the_same_seed_trains_the_same_weights_and_another_does_not():
   for a, b in zip(first, again):
     np.testing.assert_array_equal(a, b)
   assert any(not np.array_equal(a, c) for a, c in zip(first, other))
+
+
+def test_every_named_architecture_builds_and_no_other_is_accepted():
+  for name in training_config.ARCHITECTURES:
+    model = model_lib.build(dataclasses.replace(TINY, architecture=name))
+    assert model.output_shape == (None, 10)
+  with pytest.raises(ValueError, match="architecture='resnet': choose one of"):
+    dataclasses.replace(TINY, architecture='resnet')
