@@ -16,7 +16,9 @@ a longer single-image load at concurrency 32 (--memory_seconds) samples the
 server's resident memory, which must stay flat.
 
 The client and the server share the machine's cores, so the server's figures
-include the cost of generating the load.
+include the cost of generating the load; the last two columns say how many cores
+the server ("cpu s") and this process ("cpu c": the gRPC client, or the in-process
+calls) kept busy during each run.
 
 This is a script, not a test: it takes about a minute and needs quiet cores.
 """
@@ -31,7 +33,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import List, Sequence
+from typing import List, Sequence, Tuple
 
 import numpy as np
 
@@ -59,8 +61,10 @@ class Result:
   """Latencies of one run."""
 
   def __init__(self, name: str, concurrency: int, images_per_request: int,
-               latencies: List[float], seconds: float, errors: int):
+               latencies: List[float], seconds: float, errors: int,
+               cpu: Tuple[float, float] = (float('nan'), float('nan'))):
     self.name = name
+    self.cpu = cpu  # cores busy in the server and in this (client) process
     self.concurrency = concurrency
     self.images_per_request = images_per_request
     self.latencies = np.asarray(latencies)
@@ -78,11 +82,39 @@ class Result:
              else '     -')
     return (f'{self.name:<28} {self.concurrency:>4} {self.throughput:>9.0f} '
             f'{self.throughput * self.images_per_request:>9.0f} {p50:>8.2f} '
-            f'{p99:>8.2f} {ratio} {self.errors:>6}')
+            f'{p99:>8.2f} {ratio} {self.errors:>6} {self.cpu[0]:>5.2f} '
+            f'{self.cpu[1]:>5.2f}')
 
 
 HEADER = (f'{"mode":<28} {"conc":>4} {"req/s":>9} {"images/s":>9} '
-          f'{"p50 ms":>8} {"p99 ms":>8} {"ratio":>6} {"errors":>6}')
+          f'{"p50 ms":>8} {"p99 ms":>8} {"ratio":>6} {"errors":>6} '
+          f'{"cpu s":>5} {"cpu c":>5}')
+
+
+def cpu_seconds(pid) -> float:
+  """User + system CPU time a process has used so far."""
+  with open(f'/proc/{pid}/stat') as f:
+    fields = f.read().rsplit(')', 1)[1].split()
+  return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+class CpuMeter:
+  """Cores a server process and this process keep busy between start() and
+  stop(): on a shared machine, what each side of the load costs."""
+
+  def __init__(self, server_pid=None):
+    self._pids = (server_pid, 'self')
+    self._started = None
+
+  def start(self):
+    self._started = (time.perf_counter(),
+                     [cpu_seconds(p) if p else 0.0 for p in self._pids])
+
+  def stop(self) -> Tuple[float, float]:
+    began, used = self._started
+    elapsed = time.perf_counter() - began
+    return tuple((cpu_seconds(p) - u) / elapsed if p else float('nan')
+                 for p, u in zip(self._pids, used))
 
 
 def images_request(images: np.ndarray, model_name: str) -> predict_pb2.PredictRequest:
@@ -91,7 +123,8 @@ def images_request(images: np.ndarray, model_name: str) -> predict_pb2.PredictRe
 
 
 async def _grpc_load(target: str, requests: Sequence[predict_pb2.PredictRequest],
-                     concurrency: int, seconds: float, warmup: float):
+                     concurrency: int, seconds: float, warmup: float,
+                     meter: CpuMeter):
   async with grpc.aio.insecure_channel(target) as channel:
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     latencies: List[float] = []
@@ -117,16 +150,19 @@ async def _grpc_load(target: str, requests: Sequence[predict_pb2.PredictRequest]
     tasks = [asyncio.ensure_future(worker(k)) for k in range(concurrency)]
     await asyncio.sleep(warmup)
     measuring[0] = True
+    meter.start()
     began = time.perf_counter()
     await asyncio.gather(*tasks)
-    return latencies, time.perf_counter() - began, errors[0]
+    return latencies, time.perf_counter() - began, errors[0], meter.stop()
 
 
 def grpc_load(name, target, requests, concurrency, seconds, warmup,
-              images_per_request) -> Result:
-  latencies, elapsed, errors = asyncio.run(
-      _grpc_load(target, requests, concurrency, seconds, warmup))
-  return Result(name, concurrency, images_per_request, latencies, elapsed, errors)
+              images_per_request, server_pid) -> Result:
+  latencies, elapsed, errors, cpu = asyncio.run(
+      _grpc_load(target, requests, concurrency, seconds, warmup,
+                 CpuMeter(server_pid)))
+  return Result(name, concurrency, images_per_request, latencies, elapsed, errors,
+                cpu)
 
 
 def in_process_load(name, function, inputs: Sequence[np.ndarray], concurrency,
@@ -155,11 +191,13 @@ def in_process_load(name, function, inputs: Sequence[np.ndarray], concurrency,
     t.start()
   time.sleep(warmup)
   measuring.set()
+  meter = CpuMeter()
+  meter.start()
   began = time.perf_counter()
   for t in threads:
     t.join()
   return Result(name, concurrency, images_per_request, latencies,
-                time.perf_counter() - began, 0)
+                time.perf_counter() - began, 0, meter.stop())
 
 
 def free_port() -> int:
@@ -170,14 +208,19 @@ def free_port() -> int:
 
 
 def start_server(base_path: str, model_name: str, port: int,
-                 batching_file: str, extra_flags: Sequence[str] = ()
-                 ) -> subprocess.Popen:
-  extra_flags = list(extra_flags)
+                 batching_file: str, grpc_max_threads: int,
+                 extra_flags: Sequence[str] = ()) -> subprocess.Popen:
+  """`mnist-tfx serve` as a user would start it for this load: each request in
+  flight holds one of --grpc_max_threads request threads while it waits for its
+  batch (as in TF Serving, whose Predict handler blocks too), so the pool must be
+  larger than the concurrency, or it caps the batches (TF Serving's default, 4 per
+  core, is 8 requests here)."""
   command = [sys.executable, '-m', 'pipeline.cli', 'serve', '--host=127.0.0.1',
              f'--port={port}', '--rest_api_port=0', f'--model_name={model_name}',
              f'--model_base_path={base_path}',
-             '--file_system_poll_wait_seconds=0']
-  command += extra_flags
+             '--file_system_poll_wait_seconds=0',
+             f'--grpc_max_threads={grpc_max_threads}']
+  command += list(extra_flags)
   if batching_file:
     command += ['--enable_batching', f'--batching_parameters_file={batching_file}']
   process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE,
@@ -331,11 +374,13 @@ def main() -> None:
   print(f'model: {latest_version_dir(base_path)}' +
         ('' if args.model_base_path else f' (stand-in: {args.stand_in})'))
   print(f'server batching: {args.batching_parameters_file or "off"}; '
-        f'{os.cpu_count()} cores; {args.seconds:g} s per run')
+        f'--grpc_max_threads={2 * max(levels)}; {os.cpu_count()} cores; '
+        f'{args.seconds:g} s per run')
   results = {}
   port = free_port()
   server = start_server(base_path, args.model_name, port,
-                        args.batching_parameters_file, args.server_flags.split())
+                        args.batching_parameters_file, 2 * max(levels),
+                        args.server_flags.split())
   target = f'127.0.0.1:{port}'
   try:
     for size, requests, label in ((1, singles, '1 image'),
@@ -343,7 +388,7 @@ def main() -> None:
       for c in levels:
         results['grpc', size, c] = grpc_load(
             f'gRPC Predict, {label}', target, requests, c, args.seconds,
-            args.warmup, size)
+            args.warmup, size, server.pid)
     memory = (memory_under_load(server.pid, target, singles, args.memory_seconds)
               if args.memory_seconds > 0 else None)
   finally:
