@@ -264,7 +264,7 @@ def memory_under_load(pid: int, target: str, requests, seconds: float):
   sampler = threading.Thread(target=sample)
   sampler.start()
   try:
-    grpc_load('memory', target, requests, 32, seconds, 0.0, 1)
+    grpc_load('memory', target, requests, 32, seconds, 0.0, 1, pid)
   finally:
     done.set()
     sampler.join()
