@@ -8,8 +8,10 @@
 #   ./mnist-tfx predict    the first answer from it
 # and prints the time of each step and the total. Everything it made is removed at
 # the end (KEEP=1 keeps it). Needs what a new machine needs: network, root, npm.
+# PROFILE names the run's profile (default: the default profile, full).
 #
 #   bench/first_prediction.sh
+#   PROFILE=fast bench/first_prediction.sh
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -42,7 +44,7 @@ git clone -q "$repo" "$work/mnist-tfx"
 cd "$work/mnist-tfx"
 
 step=$(date +%s)
-./mnist-tfx run | tee "$work/run.txt"
+./mnist-tfx run ${PROFILE:+--profile "$PROFILE"} | tee "$work/run.txt"
 run_seconds=$(seconds_since "$step")
 
 step=$(date +%s)
@@ -58,7 +60,7 @@ cat "$work/predict.txt"
 
 total=$(seconds_since "$started")
 echo
-echo "fresh clone to first served prediction ($(nproc) cores, $(date -u +%F)):"
+echo "fresh clone to first served prediction (profile ${PROFILE:-full}, $(nproc) cores, $(git rev-parse --short HEAD), $(date -u +%F)):"
 echo "  ./mnist-tfx run (set-up, data, pipeline): $((run_seconds / 60)) min $((run_seconds % 60)) s"
 echo "  ./mnist-tfx serve until predict answers:  $((serve_seconds / 60)) min $((serve_seconds % 60)) s"
 echo "  total:                                    $((total / 60)) min $((total % 60)) s"
