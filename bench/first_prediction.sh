@@ -49,7 +49,7 @@ run_seconds=$(seconds_since "$step")
 
 step=$(date +%s)
 port=$(free_port)
-./mnist-tfx serve --port="$port" > "$work/serve.txt" 2>&1 &
+./mnist-tfx serve ${PROFILE:+--profile "$PROFILE"} --port="$port" > "$work/serve.txt" 2>&1 &
 server_pid=$!
 until ./mnist-tfx predict --index 0-4 --server "localhost:$port" > "$work/predict.txt" 2>&1; do
   kill -0 "$server_pid" 2>/dev/null || { cat "$work/serve.txt"; exit 1; }
