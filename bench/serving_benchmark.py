@@ -64,12 +64,12 @@ class Result:
                latencies: List[float], seconds: float, errors: int,
                cpu: Tuple[float, float] = (float('nan'), float('nan'))):
     self.name = name
-    self.cpu = cpu  # cores busy in the server and in this (client) process
     self.concurrency = concurrency
     self.images_per_request = images_per_request
     self.latencies = np.asarray(latencies)
     self.seconds = seconds
     self.errors = errors
+    self.cpu = cpu  # cores busy in the server and in this (client) process
 
   @property
   def throughput(self) -> float:
@@ -373,13 +373,14 @@ def main() -> None:
 
   print(f'model: {latest_version_dir(base_path)}' +
         ('' if args.model_base_path else f' (stand-in: {args.stand_in})'))
+  request_threads = 2 * max(levels)  # start_server says why
   print(f'server batching: {args.batching_parameters_file or "off"}; '
-        f'--grpc_max_threads={2 * max(levels)}; {os.cpu_count()} cores; '
+        f'--grpc_max_threads={request_threads}; {os.cpu_count()} cores; '
         f'{args.seconds:g} s per run')
   results = {}
   port = free_port()
   server = start_server(base_path, args.model_name, port,
-                        args.batching_parameters_file, 2 * max(levels),
+                        args.batching_parameters_file, request_threads,
                         args.server_flags.split())
   target = f'127.0.0.1:{port}'
   try:
