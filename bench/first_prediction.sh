@@ -11,7 +11,7 @@
 # PROFILE names the run's profile (default: the default profile, full).
 #
 #   bench/first_prediction.sh
-#   PROFILE=fast bench/first_prediction.sh
+#   PROFILE=reference bench/first_prediction.sh
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)

@@ -1,11 +1,12 @@
 """The Keras CNN, top to bottom, and how it is optimised.
 
 Two architectures, chosen by `TrainingConfig.architecture` (recipe.md says why):
-- `reference`, the default: two convs at 28x28 and a strided 5x5 conv per block.
-- `compact` (the `fast` profile): one conv at 28x28, a strided 3x3 conv down to
-  14x14, two convs there, a strided 3x3 conv down to 7x7 and one conv there: about
-  60% of the computation per image, most of it at 14x14 and 7x7, where the digit's
-  strokes are already resolved.
+- `compact`, the default: one conv at 28x28, a strided 3x3 conv down to 14x14,
+  two convs there, a strided 3x3 conv down to 7x7 and one conv there: about 60%
+  of the computation per image of `reference`, most of it at 14x14 and 7x7, where
+  the digit's strokes are already resolved.
+- `reference` (the `reference` profile, the earlier default): two convs at 28x28
+  and a strided 5x5 conv per block.
 Both end in a 4x4 conv head and softmax. Every conv is conv-BN-ReLU; dropout
 follows each block. Random small shifts, rotations and zooms augment the digits
 during training only: Keras preprocessing layers are identity at inference, so the
@@ -76,6 +77,22 @@ def build(hp: TrainingConfig) -> keras.Model:
   outputs = keras.layers.Dense(features.NUM_CLASSES, activation='softmax',
                                   dtype='float32', name='probabilities')(x)
   return keras.Model(inputs, outputs, name='mnist_cnn')
+
+
+def float32_twin(model: keras.Model, hp: TrainingConfig) -> keras.Model:
+  """`model`'s network and weights, computing in float32 whatever the policy it
+  was trained under: the served model then runs at full speed on any CPU (one
+  without bfloat16 instructions would emulate it, slower than float32) and gives
+  the same answers everywhere. Mixed precision keeps every variable in float32,
+  so nothing is lost in the copy."""
+  policy = keras.mixed_precision.global_policy()
+  keras.mixed_precision.set_global_policy('float32')
+  try:
+    twin = build(hp)
+  finally:
+    keras.mixed_precision.set_global_policy(policy)
+  twin.set_weights(model.get_weights())
+  return twin
 
 
 def learning_rate_schedule(hp: TrainingConfig, steps_per_epoch: int):

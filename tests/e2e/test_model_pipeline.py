@@ -242,3 +242,15 @@ def test_mirrored_strategy_on_two_logical_cpus_trains_and_exports(
   model = tf.saved_model.load(str(tmp_path / 'serving'))
   scores = model.signatures['predict_images'](images=tf.zeros([3, 784]))['scores']
   assert scores.shape == (3, 10)
+  # Trained in mixed precision where the CPU has bfloat16, served in float32.
+  assert '"mixed_precision": true' in history
+  assert _conv_dtypes(tmp_path / 'serving') == {'float32'}
+
+
+def _conv_dtypes(saved_model_dir):
+  """The dtypes the exported model's convolutions compute in."""
+  saved_model = saved_model_pb2.SavedModel()
+  saved_model.ParseFromString((saved_model_dir / 'saved_model.pb').read_bytes())
+  return {tf.dtypes.as_dtype(node.attr['T'].type).name
+          for function in saved_model.meta_graphs[0].graph_def.library.function
+          for node in function.node_def if node.op == 'Conv2D'}

@@ -14,6 +14,17 @@ def test_profiles_differ_where_they_should():
   assert full.model_base_path.endswith('/serving/mnist')
 
 
+def test_the_reference_profile_keeps_the_recipe_the_default_replaced():
+  full, reference = config_lib.load('full'), config_lib.load('reference')
+  assert (reference.training.architecture, reference.training.epochs,
+          reference.training.mixed_precision) == ('reference', 20, False)
+  assert (full.training.architecture, full.training.mixed_precision) == (
+      'compact', True)
+  assert full.training.epochs < reference.training.epochs
+  assert reference.output_dir != full.output_dir  # their models never mix
+  assert reference.evaluation == full.evaluation
+
+
 def test_overrides_are_typed_and_reach_nested_fields():
   config = config_lib.load('smoke')
   for assignment in ('training.epochs=7', 'training.augment=false',

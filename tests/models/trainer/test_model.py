@@ -67,3 +67,22 @@ def test_every_named_architecture_builds_and_no_other_is_accepted():
     assert model.output_shape == (None, 10)
   with pytest.raises(ValueError, match="architecture='resnet': choose one of"):
     dataclasses.replace(TINY, architecture='resnet')
+
+
+def test_the_float32_twin_has_the_weights_and_answers_of_a_mixed_precision_model():
+  keras.mixed_precision.set_global_policy('mixed_bfloat16')
+  try:
+    keras.utils.set_random_seed(0)
+    mixed = model_lib.build(TINY)
+  finally:
+    keras.mixed_precision.set_global_policy('float32')
+  images = np.random.default_rng(0).random((4, 28, 28, 1), np.float32)
+  twin = model_lib.float32_twin(mixed, TINY)
+  assert {layer.compute_dtype for layer in mixed.layers[1:]} >= {'bfloat16'}
+  assert {layer.compute_dtype for layer in twin.layers[1:]} == {'float32'}
+  for a, b in zip(mixed.get_weights(), twin.get_weights()):
+    np.testing.assert_array_equal(a, b)
+  # bfloat16 keeps 8 bits of mantissa: the answers agree to about 1%.
+  np.testing.assert_allclose(twin(images).numpy(), mixed(images).numpy(),
+                             atol=0.02)
+  assert keras.mixed_precision.global_policy().name == 'float32'

@@ -1,0 +1,40 @@
+"""Which precision the Trainer computes in, from what the hardware offers."""
+
+import pytest
+
+from models.trainer import distribution
+
+_ZEN4 = 'fpu vme avx2 avx512f avx512_bf16 avx512_vnni'
+_SAPPHIRE_RAPIDS = 'fpu avx2 avx512f amx_bf16 amx_tile amx_int8'
+_SKYLAKE = 'fpu vme avx2 avx512f avx512dq avx512_vnni'
+
+
+def _cpuinfo(tmp_path, flags):
+  path = tmp_path / 'cpuinfo'
+  path.write_text(f'processor\t: 0\nmodel name\t: some cpu\nflags\t\t: {flags}\n'
+                  f'bugs\t\t: avx512_bf16_is_not_a_bug\n\n')
+  return str(path)
+
+
+@pytest.mark.parametrize('flags, native', [
+    (_ZEN4, True), (_SAPPHIRE_RAPIDS, True), (_SKYLAKE, False)])
+def test_bfloat16_hardware_is_read_from_the_cpu_flags(tmp_path, flags, native):
+  assert distribution.cpu_has_native_bfloat16(_cpuinfo(tmp_path, flags)) is native
+
+
+def test_no_cpuinfo_means_no_bfloat16(tmp_path):
+  assert not distribution.cpu_has_native_bfloat16(str(tmp_path / 'missing'))
+
+
+@pytest.mark.parametrize('device, policy', [
+    ('GPU', 'mixed_float16'), ('TPU', 'mixed_bfloat16')])
+def test_accelerators_get_their_16_bit_type(device, policy):
+  assert distribution.precision_policy(True, device) == policy
+  assert distribution.precision_policy(False, device) == 'float32'
+
+
+def test_the_cpu_computes_in_bfloat16_only_where_it_has_it(tmp_path):
+  for flags, policy in ((_ZEN4, 'mixed_bfloat16'), (_SKYLAKE, 'float32')):
+    cpuinfo = _cpuinfo(tmp_path, flags)
+    assert distribution.precision_policy(True, 'CPU', cpuinfo) == policy
+    assert distribution.precision_policy(False, 'CPU', cpuinfo) == 'float32'
