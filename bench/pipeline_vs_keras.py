@@ -3,8 +3,8 @@
 (a) the `full` profile from the IDX files to the pushed model, in a fresh output
     directory (nothing cached);
 (b) the way the tutorials do it: read the IDX files with numpy, scale, train the
-    same model (models/trainer/model.py) with the same epochs, batch size, split and
-    best-epoch rule, evaluate on the test set, save a SavedModel.
+    same model (models/trainer/model.py) with the same epochs, batch size, split,
+    precision and best-epoch rule, evaluate on the test set, save a SavedModel.
 
 Prints the test accuracy of both, the pipeline's per-component times and the ratio
 pipeline time / plain-script time. One run at a time: both use every core.
@@ -29,6 +29,7 @@ from pipeline.reports import run_report
 def plain_keras(config: config_lib.PipelineConfig, out_dir: str) -> float:
   """Returns the test accuracy of the tutorial-style script."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from models.trainer import distribution  # pylint: disable=g-import-not-at-top
   from models.trainer import model as model_lib  # pylint: disable=g-import-not-at-top
   import tf_keras as keras  # pylint: disable=g-import-not-at-top
 
@@ -46,6 +47,7 @@ def plain_keras(config: config_lib.PipelineConfig, out_dir: str) -> float:
            .prefetch(tf.data.AUTOTUNE))
   valid = (scaled(train_images[split['valid']]), train_labels[split['valid']])
   keras.utils.set_random_seed(hp.seed)
+  distribution.set_precision_policy(hp.mixed_precision)
   model = model_lib.compile_model(model_lib.build(hp), hp, len(train))
   model.fit(train, validation_data=valid, epochs=hp.epochs, verbose=2,
             callbacks=[model_lib.early_stopping(hp)])

@@ -46,24 +46,36 @@ def precision_policy(mixed_precision: bool, device: str,
   return 'float32'
 
 
+def set_precision_policy(mixed_precision: bool) -> str:
+  """Sets Keras' global dtype policy for the device training will run on (see
+  `precision_policy`) and returns its name. Models built afterwards use it."""
+  if _tpu_present():
+    device = 'TPU'
+  elif tf.config.list_logical_devices('GPU'):
+    device = 'GPU'
+  else:
+    device = 'CPU'
+  policy = precision_policy(mixed_precision, device)
+  keras.mixed_precision.set_global_policy(policy)
+  logging.info('Precision policy on %s: %s', device, policy)
+  return policy
+
+
 def choose_strategy(mixed_precision: bool = False) -> tf.distribute.Strategy:
   """TPUStrategy when a TPU is found, MirroredStrategy over all GPUs (or over
   several logical CPU devices, as tests set up), else the default strategy; and
-  the precision policy for that device (`precision_policy`). The softmax output
-  stays float32 (see model.py's Dense), and the export is float32 (export.py).
+  the precision policy for that device (`set_precision_policy`). The softmax
+  output stays float32 (see model.py's Dense), and the export is float32
+  (model.float32_twin).
   """
+  set_precision_policy(mixed_precision)
   if _tpu_present():
-    keras.mixed_precision.set_global_policy(
-        precision_policy(mixed_precision, 'TPU'))
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     logging.info('Training on TPU %s', resolver.master())
     return tf.distribute.TPUStrategy(resolver)
   gpus = tf.config.list_logical_devices('GPU')
-  keras.mixed_precision.set_global_policy(
-      precision_policy(mixed_precision, 'GPU' if gpus else 'CPU'))
-  logging.info('Precision policy: %s', keras.mixed_precision.global_policy().name)
   if gpus:
     logging.info('Training on %d GPU(s) with MirroredStrategy', len(gpus))
     return tf.distribute.MirroredStrategy([d.name for d in gpus])
