@@ -41,10 +41,15 @@ def plain_keras(config: config_lib.PipelineConfig, out_dir: str) -> float:
   split = idx.split_indices(len(train_images), config.valid_examples,
                             config.split_seed)
   hp = config.training
+  # The Trainer's input settings (mnist_trainer.make_dataset): a prefetch of two
+  # batches and no tf.data autotuning, whose thread stalls each epoch's end in
+  # TF 2.21. The comparison is then of the pipeline, not of that stall.
+  options = tf.data.Options()
+  options.autotune.enabled = False
   train = (tf.data.Dataset.from_tensor_slices(
       (scaled(train_images[split['train']]), train_labels[split['train']]))
            .shuffle(60000, seed=hp.seed).batch(hp.batch_size, drop_remainder=True)
-           .prefetch(tf.data.AUTOTUNE))
+           .prefetch(2).with_options(options))
   valid = (scaled(train_images[split['valid']]), train_labels[split['valid']])
   keras.utils.set_random_seed(hp.seed)
   distribution.set_precision_policy(hp.mixed_precision)
