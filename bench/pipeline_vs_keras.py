@@ -30,6 +30,7 @@ def plain_keras(config: config_lib.PipelineConfig, out_dir: str) -> float:
   """Returns the test accuracy of the tutorial-style script."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from models.trainer import distribution  # pylint: disable=g-import-not-at-top
+  from models.trainer import mnist_trainer  # pylint: disable=g-import-not-at-top
   from models.trainer import model as model_lib  # pylint: disable=g-import-not-at-top
   import tf_keras as keras  # pylint: disable=g-import-not-at-top
 
@@ -41,15 +42,12 @@ def plain_keras(config: config_lib.PipelineConfig, out_dir: str) -> float:
   split = idx.split_indices(len(train_images), config.valid_examples,
                             config.split_seed)
   hp = config.training
-  # The Trainer's input settings (mnist_trainer.make_dataset): a prefetch of two
-  # batches and no tf.data autotuning, whose thread stalls each epoch's end in
-  # TF 2.21. The comparison is then of the pipeline, not of that stall.
-  options = tf.data.Options()
-  options.autotune.enabled = False
-  train = (tf.data.Dataset.from_tensor_slices(
-      (scaled(train_images[split['train']]), train_labels[split['train']]))
-           .shuffle(60000, seed=hp.seed).batch(hp.batch_size, drop_remainder=True)
-           .prefetch(2).with_options(options))
+  # Batched as the Trainer batches (no tf.data autotuning, whose thread stalls
+  # each epoch's end in TF 2.21): the comparison is of the pipeline, not of that.
+  train = mnist_trainer.batched_without_autotuning(
+      tf.data.Dataset.from_tensor_slices(
+          (scaled(train_images[split['train']]), train_labels[split['train']]))
+      .shuffle(60000, seed=hp.seed), hp.batch_size, drop_remainder=True)
   valid = (scaled(train_images[split['valid']]), train_labels[split['valid']])
   keras.utils.set_random_seed(hp.seed)
   distribution.set_precision_policy(hp.mixed_precision)

@@ -17,9 +17,12 @@ import statistics
 import time
 
 import numpy as np
+import tensorflow as tf
 import tf_keras as keras
 
 from components import idx
+from models.trainer import distribution
+from models.trainer import model as model_lib
 from models.trainer import progress
 from pipeline import config as config_lib
 from pipeline import data
@@ -51,9 +54,6 @@ class _SteadyStateTimer(keras.callbacks.Callback):
 def _trainable(config: config_lib.PipelineConfig, images, labels, steps: int):
   """A function that trains a compiled model of the profile `steps` steps, and the
   name of the precision policy the model computes in."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from models.trainer import distribution  # pylint: disable=g-import-not-at-top
-  from models.trainer import model as model_lib  # pylint: disable=g-import-not-at-top
   hp = config.training
   policy = distribution.set_precision_policy(hp.mixed_precision)
   model = model_lib.compile_model(model_lib.build(hp), hp,
@@ -114,6 +114,7 @@ def main():
   ratio = projected['full'] / projected['reference']
   print(f'ratio full / reference: {ratio:.3f} (target <= {TARGET_RATIO:.2f}: '
         f'{"met" if ratio <= TARGET_RATIO else "NOT met"})')
+
 
 if __name__ == '__main__':
   main()
