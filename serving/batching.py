@@ -163,6 +163,11 @@ class BatchScheduler:
           while not (task.finished or task.promoted):
             task.wakeup.wait()
           if task.finished:
+            if task.promoted:
+              # Given a slot, but another leader ran our rows first: pass the
+              # slot on, or it stays taken for good.
+              task.promoted = False
+              self._pass_slot()
             return self._outcome(task)
         leading = True
       batch = self._take_batch()

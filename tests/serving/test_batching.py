@@ -93,6 +93,32 @@ def test_scheduler_batches_concurrent_requests(threads, timeout_micros):
   assert max(calls) > 1, calls
 
 
+def test_scheduler_keeps_its_batch_slots_under_load():
+  """A request handed a batch slot while another leader runs its rows must pass
+  the slot on: a lost slot leaves two batch threads running one batch at a time
+  for good. Rounds of concurrent requests with uneven model calls reorder the
+  wake-ups that lose it; then two requests must run their batches at once."""
+  rng = np.random.default_rng(0)
+
+  def jittery(inputs):
+    time.sleep(rng.random() * 0.001)
+    return {'y': inputs['x']}
+
+  scheduler = batching.BatchScheduler(jittery, batching.BatchingParameters(
+      max_batch_size=2, num_batch_threads=2))
+  for _ in range(300):
+    _submit_all(scheduler, [1] * 16)
+  both_running = threading.Barrier(2, timeout=10)
+
+  def meeting(inputs):
+    both_running.wait()  # Breaks (an error) unless two batches run at once.
+    return {'y': inputs['x']}
+
+  scheduler._run = meeting  # pylint: disable=protected-access
+  results = _submit_all(scheduler, [1, 2], rows=2)  # A full batch each.
+  assert not any(isinstance(r, errors.ServingError) for r in results), results
+
+
 def test_scheduler_isolates_a_failing_request():
   calls = []
   scheduler = batching.BatchScheduler(
