@@ -99,22 +99,21 @@ def test_scheduler_keeps_its_batch_slots_under_load():
   for good. Rounds of concurrent requests with uneven model calls reorder the
   wake-ups that lose it; then two requests must run their batches at once."""
   rng = np.random.default_rng(0)
+  both_running = threading.Barrier(2, timeout=10)
+  meet = threading.Event()
 
-  def jittery(inputs):
-    time.sleep(rng.random() * 0.001)
+  def model(inputs):
+    if meet.is_set():
+      both_running.wait()  # Breaks (an error) unless two batches run at once.
+    else:
+      time.sleep(rng.random() * 0.001)
     return {'y': inputs['x']}
 
-  scheduler = batching.BatchScheduler(jittery, batching.BatchingParameters(
+  scheduler = batching.BatchScheduler(model, batching.BatchingParameters(
       max_batch_size=2, num_batch_threads=2))
   for _ in range(300):
     _submit_all(scheduler, [1] * 16)
-  both_running = threading.Barrier(2, timeout=10)
-
-  def meeting(inputs):
-    both_running.wait()  # Breaks (an error) unless two batches run at once.
-    return {'y': inputs['x']}
-
-  scheduler._run = meeting  # pylint: disable=protected-access
+  meet.set()
   results = _submit_all(scheduler, [1, 2], rows=2)  # A full batch each.
   assert not any(isinstance(r, errors.ServingError) for r in results), results
 
