@@ -111,10 +111,13 @@ def learning_rate_schedule(hp: TrainingConfig, steps_per_epoch: int):
 
 
 def compile_model(model: keras.Model, hp: TrainingConfig, steps_per_epoch: int):
-  """Adam on the schedule above, minimising cross-entropy."""
+  """Adam on the schedule above, with decoupled weight decay (AdamW) unless
+  `weight_decay` is 0, minimising cross-entropy."""
+  schedule = learning_rate_schedule(hp, steps_per_epoch)
+  optimizer = (keras.optimizers.AdamW(schedule, weight_decay=hp.weight_decay)
+               if hp.weight_decay else keras.optimizers.Adam(schedule))
   model.compile(
-      optimizer=keras.optimizers.Adam(
-          learning_rate_schedule(hp, steps_per_epoch)),
+      optimizer=optimizer,
       loss='sparse_categorical_crossentropy',
       metrics=['sparse_categorical_accuracy'])
   return model

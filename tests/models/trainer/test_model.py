@@ -43,15 +43,35 @@ def test_without_warm_up_the_rate_starts_at_its_peak():
   assert last == pytest.approx(0.001)
 
 
-def _trained_weights(seed):
+def _trained_weights(seed, **changes):
   """Weights after two steps of training from scratch, seeded as run_fn seeds."""
-  hp = dataclasses.replace(TINY, seed=seed, augment=True, warmup_epochs=0.0)
+  hp = dataclasses.replace(TINY, seed=seed, augment=True, warmup_epochs=0.0,
+                           **changes)
   keras.utils.set_random_seed(hp.seed)
   model = model_lib.compile_model(model_lib.build(hp), hp, steps_per_epoch=2)
   images = np.random.default_rng(0).random((16, 28, 28, 1), np.float32)
   labels = np.arange(16) % 10
   model.fit(images, labels, batch_size=8, epochs=1, verbose=0, shuffle=False)
   return model.get_weights()
+
+
+def test_weight_decay_makes_the_optimiser_adamw_and_shrinks_the_weights():
+  hp = dataclasses.replace(TINY, weight_decay=0.5)
+  decayed = model_lib.compile_model(model_lib.build(hp), hp, 2).optimizer
+  plain = model_lib.compile_model(
+      model_lib.build(TINY), dataclasses.replace(TINY, weight_decay=0.0),
+      2).optimizer
+  assert isinstance(decayed, keras.optimizers.AdamW)
+  assert decayed.weight_decay == pytest.approx(0.5)
+  assert not isinstance(plain, keras.optimizers.AdamW)
+  # Same seed, data and steps: only the decay differs, and it pulls the kernels
+  # toward zero (two steps at rate 0.01 shrink them by about 1%).
+  with_decay = _trained_weights(1, weight_decay=0.5)
+  without = _trained_weights(1, weight_decay=0.0)
+  kernels = [i for i, w in enumerate(without) if w.ndim == 4]
+  assert kernels
+  for i in kernels:
+    assert np.linalg.norm(with_decay[i]) < np.linalg.norm(without[i])
 
 
 def test_the_same_seed_trains_the_same_weights_and_another_does_not():
