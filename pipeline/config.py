@@ -189,8 +189,7 @@ PROFILES: Dict[str, PipelineConfig] = {
         output_dir='outputs/reference',
         training=TrainingConfig(architecture='reference', epochs=20,
                                 learning_rate=2e-3, warmup_epochs=0.0,
-                                weight_decay=0.0, dropout=0.3,
-                                mixed_precision=False),
+                                dropout=0.3, mixed_precision=False),
     ),
 }
 

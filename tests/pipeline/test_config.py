@@ -17,8 +17,7 @@ def test_profiles_differ_where_they_should():
 def test_the_reference_profile_keeps_the_recipe_the_default_replaced():
   full, reference = config_lib.load('full'), config_lib.load('reference')
   assert (reference.training.architecture, reference.training.epochs,
-          reference.training.mixed_precision,
-          reference.training.weight_decay) == ('reference', 20, False, 0.0)
+          reference.training.mixed_precision) == ('reference', 20, False)
   assert (full.training.architecture, full.training.mixed_precision) == (
       'compact', True)
   assert full.training.epochs < reference.training.epochs
