@@ -166,8 +166,7 @@ class BatchScheduler:
             if task.promoted:
               # Given a slot, but another leader ran our rows first: pass the
               # slot on, or it stays taken for good.
-              task.promoted = False
-              self._pass_slot()
+              self._give_up_slot(task)
             return self._outcome(task)
         leading = True
       batch = self._take_batch()
@@ -176,8 +175,7 @@ class BatchScheduler:
       with self._lock:
         if task.finished or task.taken:
           # Done, or another leader runs our rows: give the slot away.
-          task.promoted = False
-          self._pass_slot()
+          self._give_up_slot(task)
           if task.finished:
             return self._outcome(task)
           leading = False
@@ -190,6 +188,11 @@ class BatchScheduler:
     if isinstance(task.result, BaseException):
       raise task.result
     return task.result
+
+  def _give_up_slot(self, task: _Task) -> None:
+    """With the lock held: `task` no longer leads; its slot goes on."""
+    task.promoted = False
+    self._pass_slot()
 
   def _pass_slot(self) -> None:
     """With the lock held: the slot goes to the oldest queued request without

@@ -46,15 +46,17 @@ def precision_policy(mixed_precision: bool, device: str,
   return 'float32'
 
 
-def set_precision_policy(mixed_precision: bool) -> str:
-  """Sets Keras' global dtype policy for the device training will run on (see
-  `precision_policy`) and returns its name. Models built afterwards use it."""
+def training_device() -> str:
+  """The device training runs on: 'TPU', 'GPU' or 'CPU'."""
   if _tpu_present():
-    device = 'TPU'
-  elif tf.config.list_logical_devices('GPU'):
-    device = 'GPU'
-  else:
-    device = 'CPU'
+    return 'TPU'
+  return 'GPU' if tf.config.list_logical_devices('GPU') else 'CPU'
+
+
+def set_precision_policy(mixed_precision: bool, device: str = '') -> str:
+  """Sets Keras' global dtype policy for `device` (default: `training_device()`;
+  see `precision_policy`) and returns its name. Models built afterwards use it."""
+  device = device or training_device()
   policy = precision_policy(mixed_precision, device)
   keras.mixed_precision.set_global_policy(policy)
   logging.info('Precision policy on %s: %s', device, policy)
@@ -68,15 +70,16 @@ def choose_strategy(mixed_precision: bool = False) -> tf.distribute.Strategy:
   output stays float32 (see model.py's Dense), and the export is float32
   (model.float32_twin).
   """
-  set_precision_policy(mixed_precision)
-  if _tpu_present():
+  device = training_device()
+  set_precision_policy(mixed_precision, device)
+  if device == 'TPU':
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     logging.info('Training on TPU %s', resolver.master())
     return tf.distribute.TPUStrategy(resolver)
-  gpus = tf.config.list_logical_devices('GPU')
-  if gpus:
+  if device == 'GPU':
+    gpus = tf.config.list_logical_devices('GPU')
     logging.info('Training on %d GPU(s) with MirroredStrategy', len(gpus))
     return tf.distribute.MirroredStrategy([d.name for d in gpus])
   cpus = tf.config.list_logical_devices('CPU')
