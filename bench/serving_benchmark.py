@@ -9,8 +9,11 @@ wait for the answer and send the next. For concurrency 1, 8 and 32 it measures
 single-image gRPC Predict and batched requests (--batch images per request), then
 the same SavedModel signature called in-process from C threads, the ceiling a
 server can approach. It prints throughput, p50/p99 latency and the ratio
-server / in-process at equal concurrency. Targets on a 2-core machine: single-image
-gRPC at concurrency 32 at least as fast as single-image in-process calls at the
+server / in-process at equal concurrency. The server is started afresh for each of
+--rounds rounds (gRPC runs, then in-process runs with the server gone), and the
+rounds are pooled: on a shared machine the speed drifts from minute to minute, and
+one round's ratio alone moved between 0.73x and 1.08x. Targets on a 2-core
+machine: single-image gRPC at concurrency 32 at least as fast as single-image in-process calls at the
 same concurrency (batching must pay for gRPC), p99 < 10 ms at concurrency 8. Then
 a longer single-image load at concurrency 32 (--memory_seconds) samples the
 server's resident memory, which must stay flat.
@@ -20,7 +23,8 @@ include the cost of generating the load; the last two columns say how many cores
 the server ("cpu s") and this process ("cpu c": the gRPC client, or the in-process
 calls) kept busy during each run.
 
-This is a script, not a test: it takes about a minute and needs quiet cores.
+This is a script, not a test: it takes about a minute a round, plus the memory
+load, and needs quiet cores.
 """
 
 import argparse
@@ -70,6 +74,16 @@ class Result:
     self.seconds = seconds
     self.errors = errors
     self.cpu = cpu  # cores busy in the server and in this (client) process
+
+  @classmethod
+  def pooled(cls, rounds: Sequence['Result']) -> 'Result':
+    """One run's worth of figures from the same run repeated: all latencies,
+    all seconds (so throughput is the mean over the rounds), mean cores."""
+    first = rounds[0]
+    return cls(first.name, first.concurrency, first.images_per_request,
+               np.concatenate([r.latencies for r in rounds]),
+               sum(r.seconds for r in rounds), sum(r.errors for r in rounds),
+               tuple(np.mean([r.cpu for r in rounds], axis=0)))
 
   @property
   def throughput(self) -> float:
@@ -342,6 +356,10 @@ def main() -> None:
                       help='Images per request in the batched runs.')
   parser.add_argument('--seconds', type=float, default=4.0, help='Per run.')
   parser.add_argument('--warmup', type=float, default=1.0, help='Per run.')
+  parser.add_argument('--rounds', type=int, default=3,
+                      help='Times the whole gRPC-then-in-process sequence is '
+                           'repeated and pooled: on a shared machine one round '
+                           "alone can swing the ratio by 15%%.")
   parser.add_argument('--batching_parameters_file',
                       default=os.path.join(REPO, 'serving', 'batching_parameters.txt'),
                       help="Server batching ('' disables batching).")
@@ -377,37 +395,50 @@ def main() -> None:
   print(f'server batching: {args.batching_parameters_file or "off"}; '
         f'--grpc_max_threads={request_threads}; {os.cpu_count()} cores; '
         f'{args.seconds:g} s per run')
-  results = {}
-  port = free_port()
-  server = start_server(base_path, args.model_name, port,
-                        args.batching_parameters_file, request_threads,
-                        args.server_flags.split())
-  target = f'127.0.0.1:{port}'
-  try:
-    for size, requests, label in ((1, singles, '1 image'),
-                                  (args.batch, batches, f'{args.batch} images')):
-      for c in levels:
-        results['grpc', size, c] = grpc_load(
-            f'gRPC Predict, {label}', target, requests, c, args.seconds,
-            args.warmup, size, server.pid)
-    memory = (memory_under_load(server.pid, target, singles, args.memory_seconds)
-              if args.memory_seconds > 0 else None)
-  finally:
-    server.send_signal(signal.SIGTERM)
+  rounds = {}
+  model = None
+  for round_number in range(1, args.rounds + 1):
+    print(f'round {round_number}/{args.rounds}: gRPC', flush=True)
+    port = free_port()
+    server = start_server(base_path, args.model_name, port,
+                          args.batching_parameters_file, request_threads,
+                          args.server_flags.split())
+    target = f'127.0.0.1:{port}'
     try:
-      server.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-      server.kill()
+      for size, requests, label in ((1, singles, '1 image'),
+                                    (args.batch, batches, f'{args.batch} images')):
+        for c in levels:
+          rounds.setdefault(('grpc', size, c), []).append(grpc_load(
+              f'gRPC Predict, {label}', target, requests, c, args.seconds,
+              args.warmup, size, server.pid))
+      memory = (memory_under_load(server.pid, target, singles, args.memory_seconds)
+                if args.memory_seconds > 0 and round_number == args.rounds
+                else None)
+    finally:
+      server.send_signal(signal.SIGTERM)
+      try:
+        server.wait(timeout=30)
+      except subprocess.TimeoutExpired:
+        server.kill()
 
-  # The ceiling, with the server gone so that it has the cores to itself.
-  model = tf.saved_model.load(latest_version_dir(base_path))
-  function = model.signatures[contract.IMAGES_SIGNATURE]
-  for size, inputs, label in ((1, single_floats, '1 image'),
-                              (args.batch, batch_floats, f'{args.batch} images')):
-    for c in levels:
-      results['local', size, c] = in_process_load(
-          f'in-process call, {label}', function, inputs, c, args.seconds,
-          args.warmup, size)
+    # The ceiling, with the server gone so that it has the cores to itself.
+    print(f'round {round_number}/{args.rounds}: in-process', flush=True)
+    if model is None:
+      model = tf.saved_model.load(latest_version_dir(base_path))
+    function = model.signatures[contract.IMAGES_SIGNATURE]
+    for size, inputs, label in ((1, single_floats, '1 image'),
+                                (args.batch, batch_floats, f'{args.batch} images')):
+      for c in levels:
+        rounds.setdefault(('local', size, c), []).append(in_process_load(
+            f'in-process call, {label}', function, inputs, c, args.seconds,
+            args.warmup, size))
+  results = {key: Result.pooled(runs) for key, runs in rounds.items()}
+  if args.rounds > 1:
+    top = levels[-1]
+    each = [g.throughput / l.throughput
+            for g, l in zip(rounds['grpc', 1, top], rounds['local', 1, top])]
+    print(f'single-image gRPC / in-process at concurrency {top}, round by round: '
+          + ', '.join(f'{r:.2f}x' for r in each))
 
   print(HEADER)
   for size in (1, args.batch):
