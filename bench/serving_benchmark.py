@@ -13,10 +13,10 @@ server / in-process at equal concurrency. The server is started afresh for each 
 --rounds rounds (gRPC runs, then in-process runs with the server gone), and the
 rounds are pooled: on a shared machine the speed drifts from minute to minute, and
 one round's ratio alone moved between 0.73x and 1.08x. Targets on a 2-core
-machine: single-image gRPC at concurrency 32 at least as fast as single-image in-process calls at the
-same concurrency (batching must pay for gRPC), p99 < 10 ms at concurrency 8. Then
-a longer single-image load at concurrency 32 (--memory_seconds) samples the
-server's resident memory, which must stay flat.
+machine: single-image gRPC at concurrency 32 at least as fast as single-image
+in-process calls at the same concurrency (batching must pay for gRPC), p99 < 10 ms
+at concurrency 8. In the last round, a longer single-image load at concurrency 32
+(--memory_seconds) samples the server's resident memory, which must stay flat.
 
 The client and the server share the machine's cores, so the server's figures
 include the cost of generating the load; the last two columns say how many cores
@@ -371,6 +371,8 @@ def main() -> None:
                            "'--tensorflow_intra_op_parallelism=0'.")
   args = parser.parse_args()
   levels = [int(c) for c in args.concurrency.split(',')]
+  if args.rounds < 1:
+    parser.error('--rounds must be at least 1')
 
   scratch = None
   base_path = args.model_base_path
