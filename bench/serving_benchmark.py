@@ -12,7 +12,7 @@ server can approach. It prints throughput, p50/p99 latency and the ratio
 server / in-process at equal concurrency. The server is started afresh for each of
 --rounds rounds (gRPC runs, then in-process runs with the server gone), and the
 rounds are pooled: on a shared machine the speed drifts from minute to minute, and
-one round's ratio alone moved between 0.73x and 1.08x. Targets on a 2-core
+one round's ratio alone moved between 0.69x and 1.08x. Targets on a 2-core
 machine: single-image gRPC at concurrency 32 at least as fast as single-image
 in-process calls at the same concurrency (batching must pay for gRPC), p99 < 10 ms
 at concurrency 8. In the last round, a longer single-image load at concurrency 32
