@@ -55,7 +55,8 @@ def plain_keras(config: config_lib.PipelineConfig, out_dir: str) -> float:
   model.fit(train, validation_data=valid, epochs=hp.epochs, verbose=2,
             callbacks=[model_lib.early_stopping(hp)])
   _, accuracy = model.evaluate(scaled(test_images), test_labels, verbose=0)
-  model.save(os.path.join(out_dir, 'plain_keras_model'), save_format='tf')
+  model_lib.averaged(model).save(os.path.join(out_dir, 'plain_keras_model'),
+                                 save_format='tf')
   return accuracy
 
 

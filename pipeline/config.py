@@ -187,8 +187,8 @@ PROFILES: Dict[str, PipelineConfig] = {
     'reference': PipelineConfig(
         profile='reference',
         output_dir='outputs/reference',
-        training=TrainingConfig(architecture='reference', epochs=20,
-                                learning_rate=2e-3, warmup_epochs=0.0,
+        training=TrainingConfig(architecture='reference', filters=32, members=1,
+                                epochs=20, learning_rate=2e-3, warmup_epochs=0.0,
                                 dropout=0.3, mixed_precision=False),
     ),
 }

@@ -111,5 +111,5 @@ def run_fn(fn_args: tfx.components.FnArgs):
                'replicas': strategy.num_replicas_in_sync,
                'training': dataclasses.asdict(hp)}, f)
 
-  export.export(model_lib.float32_twin(model, hp), tf_transform_output,
-                fn_args.serving_model_dir)
+  export.export(model_lib.averaged(model_lib.float32_twin(model, hp)),
+                tf_transform_output, fn_args.serving_model_dir)

@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import tensorflow as tf
 import tf_keras as keras
 
 from models.trainer import model as model_lib
@@ -19,11 +20,62 @@ def _learning_rates(hp, steps_per_epoch, steps):
   return [float(schedule(step)) for step in steps]
 
 
-def test_the_model_maps_images_to_ten_probabilities():
+def test_each_member_maps_images_to_ten_probabilities_and_the_served_model_averages_them():
   model = model_lib.build(TINY)
-  scores = model(np.random.default_rng(0).random((3, 28, 28, 1), np.float32))
-  assert scores.shape == (3, 10)
-  np.testing.assert_allclose(scores.numpy().sum(axis=1), 1.0, rtol=1e-5)
+  images = np.random.default_rng(0).random((3, 28, 28, 1), np.float32)
+  members = model(images, training=False).numpy()
+  assert members.shape == (3, TINY.members, 10)
+  np.testing.assert_allclose(members.sum(axis=-1), 1.0, rtol=1e-5)
+  # Members start from their own weights, so they disagree before training.
+  assert not np.allclose(members[:, 0], members[:, 1], atol=1e-3)
+  served = model_lib.averaged(model)(images, training=False).numpy()
+  assert served.shape == (3, 10)
+  np.testing.assert_allclose(served, members.mean(axis=1), rtol=1e-6)
+
+
+def test_a_single_member_is_served_as_it_is():
+  model = model_lib.build(dataclasses.replace(TINY, members=1))
+  images = np.random.default_rng(0).random((2, 28, 28, 1), np.float32)
+  np.testing.assert_allclose(
+      model_lib.averaged(model)(images, training=False).numpy(),
+      model(images, training=False).numpy()[:, 0], rtol=1e-6)
+  with pytest.raises(ValueError, match='training.members=0: a model needs'):
+    dataclasses.replace(TINY, members=0)
+
+
+def test_the_loss_is_the_members_mean_and_the_accuracy_is_the_averaged_models():
+  labels = np.array([[0], [1]])
+  members = np.array([[[0.9, 0.1] + [0.0] * 8, [0.3, 0.7] + [0.0] * 8],
+                      [[0.2, 0.8] + [0.0] * 8, [0.6, 0.4] + [0.0] * 8]],
+                     np.float32)
+  loss = model_lib.members_crossentropy(labels, members).numpy()
+  np.testing.assert_allclose(
+      loss, [-(np.log(0.9) + np.log(0.3)) / 2, -(np.log(0.8) + np.log(0.4)) / 2],
+      rtol=1e-5)
+  # Means (0.6, 0.4) and (0.4, 0.6): both right, though one member errs on each.
+  np.testing.assert_array_equal(
+      model_lib.ensemble_accuracy(labels, members).numpy(), [1.0, 1.0])
+  np.testing.assert_array_equal(
+      model_lib.ensemble_accuracy(1 - labels, members).numpy(), [0.0, 0.0])
+
+
+def test_one_members_loss_trains_only_that_member():
+  """The members learn as separate runs would: a loss of member 0 alone moves
+  no weight of member 1."""
+  model = model_lib.build(TINY)
+  images = np.random.default_rng(0).random((4, 28, 28, 1), np.float32)
+  with tf.GradientTape() as tape:
+    first = model(images, training=True)[:, :1]
+    loss = tf.reduce_mean(model_lib.members_crossentropy(np.arange(4), first))
+  grads = tape.gradient(loss, model.trainable_variables)
+  touched = {v.name for v, g in zip(model.trainable_variables, grads)
+             if g is not None and float(tf.reduce_max(tf.abs(g))) > 0}
+  member_1 = {v.name for v in model.get_layer('member_1').trainable_variables}
+  member_0 = {v.name for v in model.get_layer('member_0').trainable_variables}
+  assert member_0 <= touched
+  assert not member_1 & touched
+  # Nothing is shared: member 0's loss reaches a third of the weights.
+  assert len(touched) * TINY.members == len(model.trainable_variables)
 
 
 def test_the_rate_warms_up_linearly_then_decays_to_the_final_fraction():
@@ -84,7 +136,7 @@ def test_the_same_seed_trains_the_same_weights_and_another_does_not():
 def test_every_named_architecture_builds_and_no_other_is_accepted():
   for name in training_config.ARCHITECTURES:
     model = model_lib.build(dataclasses.replace(TINY, architecture=name))
-    assert model.output_shape == (None, 10)
+    assert model.output_shape == (None, TINY.members, 10)
   with pytest.raises(ValueError, match="architecture='resnet': choose one of"):
     dataclasses.replace(TINY, architecture='resnet')
 
@@ -103,6 +155,7 @@ def test_the_float32_twin_has_the_weights_and_answers_of_a_mixed_precision_model
   for a, b in zip(mixed.get_weights(), twin.get_weights()):
     np.testing.assert_array_equal(a, b)
   # bfloat16 keeps 8 bits of mantissa: the answers agree to about 1%.
-  np.testing.assert_allclose(twin(images).numpy(), mixed(images).numpy(),
+  np.testing.assert_allclose(twin(images, training=False).numpy(),
+                             mixed(images, training=False).numpy(),
                              atol=0.02)
   assert keras.mixed_precision.global_policy().name == 'float32'
