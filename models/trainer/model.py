@@ -18,7 +18,7 @@ that they learn as separate runs would, and make different mistakes. `build`
 returns the network being trained, whose output holds every member's
 probabilities; `averaged` is the one served, which answers with their mean.
 Three networks of half the width train as fast as one full-width network, and
-their average erred less in the runs measured (recipe.md).
+their average erred less than each of them alone in every run measured (recipe.md).
 
 Keras 2 (tf_keras), not Keras 3: TFT's transform layer and TFMA's Keras support are
 built for it, and importing TFT switches `tf.keras` to it anyway; naming it makes the
