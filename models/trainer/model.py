@@ -118,9 +118,8 @@ def members_crossentropy(labels, member_probabilities):
 
 def ensemble_accuracy(labels, member_probabilities):
   """The accuracy of the averaged probabilities: that of the served model."""
-  labels = tf.reshape(tf.cast(labels, tf.int64), [-1])
-  predicted = tf.argmax(tf.reduce_mean(member_probabilities, axis=1), axis=-1)
-  return tf.cast(tf.equal(predicted, labels), tf.float32)
+  return keras.metrics.sparse_categorical_accuracy(
+      labels, tf.reduce_mean(member_probabilities, axis=1))
 
 
 def float32_twin(model: keras.Model, hp: TrainingConfig) -> keras.Model:
