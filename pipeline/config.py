@@ -189,7 +189,8 @@ PROFILES: Dict[str, PipelineConfig] = {
         output_dir='outputs/reference',
         training=TrainingConfig(architecture='reference', filters=32, members=1,
                                 epochs=20, learning_rate=2e-3, warmup_epochs=0.0,
-                                dropout=0.3, mixed_precision=False),
+                                dropout=0.3, augmentation='shared_chain',
+                                mixed_precision=False),
     ),
 }
 

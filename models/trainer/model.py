@@ -29,6 +29,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from models import features
+from models.trainer import augmentation
 from models.trainer.training_config import TrainingConfig
 
 
@@ -78,6 +79,13 @@ def _member(x, hp: TrainingConfig, index: int):
   return keras.layers.Reshape((1, features.NUM_CLASSES), dtype='float32')(x)
 
 
+def _distorted(x, hp: TrainingConfig):
+  """A member's own random distortion of the images, if it draws one."""
+  if hp.augment and hp.augmentation == 'per_member':
+    return augmentation.RandomAffine(hp.rotation_degrees, hp.zoom, hp.shift)(x)
+  return x
+
+
 def build(hp: TrainingConfig) -> keras.Model:
   """Returns the uncompiled network trained: [N, 28, 28, 1] floats in [0, 1] ->
   [N, members, 10], each member's probabilities."""
@@ -85,13 +93,13 @@ def build(hp: TrainingConfig) -> keras.Model:
       shape=(features.IMAGE_ROWS, features.IMAGE_COLS, 1),
       name=features.TRANSFORMED_IMAGE_KEY)
   x = inputs
-  if hp.augment:
+  if hp.augment and hp.augmentation == 'shared_chain':
     x = keras.layers.RandomRotation(hp.rotation_degrees / 360.0,
                                        fill_mode='constant')(x)
     x = keras.layers.RandomZoom(hp.zoom, fill_mode='constant')(x)
     x = keras.layers.RandomTranslation(hp.shift, hp.shift,
                                           fill_mode='constant')(x)
-  members = [_member(x, hp, i) for i in range(hp.members)]
+  members = [_member(_distorted(x, hp), hp, i) for i in range(hp.members)]
   outputs = (members[0] if hp.members == 1 else keras.layers.Concatenate(
       axis=1, dtype='float32', name='members')(members))
   return keras.Model(inputs, outputs, name='mnist_cnn')

@@ -10,6 +10,8 @@ import dataclasses
 
 # The CNNs models/trainer/model.py builds.
 ARCHITECTURES = ('reference', 'compact')
+# How `augment` distorts the digits (model.py, augmentation.py).
+AUGMENTATIONS = ('per_member', 'shared_chain')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +34,11 @@ class TrainingConfig:
   final_learning_rate_fraction: float = 0.01
   dropout: float = 0.15
   augment: bool = True  # random shifts, rotations, zooms (training only)
+  # 'per_member': each network draws its own random affine map of every image,
+  # resampled once (augmentation.py). 'shared_chain': Keras' rotation, zoom and
+  # translation layers one after the other, three resamplings, one draw shared
+  # by every network (the reference recipe's).
+  augmentation: str = 'per_member'
   shift: float = 0.1  # fraction of the image, each direction
   rotation_degrees: float = 10.0
   zoom: float = 0.1
@@ -55,3 +62,6 @@ class TrainingConfig:
     if self.architecture not in ARCHITECTURES:
       raise ValueError(f'training.architecture={self.architecture!r}: choose one '
                        f'of {", ".join(ARCHITECTURES)}')
+    if self.augmentation not in AUGMENTATIONS:
+      raise ValueError(f'training.augmentation={self.augmentation!r}: choose one '
+                       f'of {", ".join(AUGMENTATIONS)}')
