@@ -17,6 +17,24 @@ import tensorflow as tf
 import tf_keras as keras
 
 
+def affine_transforms(angle, scale, dx, dy, height, width):
+  """[N, 8] transforms for ImageProjectiveTransformV3: each maps an output pixel
+  to the input point it reads. Rotation by `angle` (radians) and scaling by
+  `scale` about the image centre, then a shift of the result by (dx, dy) pixels,
+  as Keras' chain applies RandomTranslation last. A scale above 1 reads a larger
+  area, so the digit comes out smaller; positive dx, dy move it right and down.
+
+  Input point = M (output point - shift - centre) + centre, M = scale x R(angle).
+  """
+  cos, sin = tf.cos(angle) * scale, tf.sin(angle) * scale
+  cx, cy = (width - 1.0) / 2.0, (height - 1.0) / 2.0
+  zeros = tf.zeros_like(cos)
+  return tf.stack([
+      cos, -sin, cx - cos * (cx + dx) + sin * (cy + dy),
+      sin, cos, cy - sin * (cx + dx) - cos * (cy + dy),
+      zeros, zeros], axis=1)
+
+
 class RandomAffine(keras.__internal__.layers.BaseRandomLayer):
   """Rotates by up to `rotation_degrees`, scales by up to 1 +- `zoom` and shifts
   by up to `shift` of the image size in each direction, uniformly and
@@ -51,20 +69,11 @@ class RandomAffine(keras.__internal__.layers.BaseRandomLayer):
     def uniform(limit):
       return self._random_generator.random_uniform([batch], -limit, limit)
 
-    angle = uniform(math.radians(self.rotation_degrees))
-    # The map goes from output pixels to the input pixels they read: a factor
-    # above 1 reads a larger area, so the digit comes out smaller.
-    scale = 1.0 + uniform(self.zoom)
-    dx = uniform(self.shift) * width
-    dy = uniform(self.shift) * height
-    cos, sin = tf.cos(angle) * scale, tf.sin(angle) * scale
-    # Rotate and scale about the image's centre, then shift.
-    cx, cy = (width - 1.0) / 2.0, (height - 1.0) / 2.0
-    zeros = tf.zeros_like(angle)
-    transforms = tf.stack([
-        cos, -sin, cx - cos * cx + sin * cy - dx,
-        sin, cos, cy - sin * cx - cos * cy - dy,
-        zeros, zeros], axis=1)
+    transforms = affine_transforms(
+        angle=uniform(math.radians(self.rotation_degrees)),
+        scale=1.0 + uniform(self.zoom),
+        dx=uniform(self.shift) * width, dy=uniform(self.shift) * height,
+        height=height, width=width)
     return tf.raw_ops.ImageProjectiveTransformV3(
         images=images, transforms=transforms, output_shape=shape[1:3],
         fill_value=0.0, interpolation='BILINEAR', fill_mode='CONSTANT')

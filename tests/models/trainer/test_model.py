@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
+from models.trainer import augmentation
 from models.trainer import model as model_lib
 from models.trainer import training_config
 from models.trainer.training_config import TrainingConfig
@@ -131,6 +132,37 @@ def test_the_same_seed_trains_the_same_weights_and_another_does_not():
   for a, b in zip(first, again):
     np.testing.assert_array_equal(a, b)
   assert any(not np.array_equal(a, c) for a, c in zip(first, other))
+
+
+def _distortion_layers(model):
+  return [layer for layer in model.layers
+          if isinstance(layer, (augmentation.RandomAffine,
+                                keras.layers.RandomRotation,
+                                keras.layers.RandomZoom,
+                                keras.layers.RandomTranslation))]
+
+
+def test_each_member_draws_its_own_distortion_of_every_image():
+  keras.utils.set_random_seed(0)
+  model = model_lib.build(dataclasses.replace(TINY, augment=True))
+  layers = _distortion_layers(model)
+  assert len(layers) == TINY.members
+  assert all(isinstance(layer, augmentation.RandomAffine) for layer in layers)
+  images = np.random.default_rng(0).random((4, 28, 28, 1), np.float32)
+  seen = [layer(images, training=True).numpy() for layer in layers]
+  assert not np.allclose(seen[0], seen[1], atol=1e-3)
+
+
+def test_the_shared_chain_is_one_draw_of_keras_layers_before_the_members():
+  hp = dataclasses.replace(TINY, augment=True, augmentation='shared_chain')
+  layers = _distortion_layers(model_lib.build(hp))
+  assert [type(layer) for layer in layers] == [
+      keras.layers.RandomRotation, keras.layers.RandomZoom,
+      keras.layers.RandomTranslation]
+  assert not _distortion_layers(
+      model_lib.build(dataclasses.replace(TINY, augment=False)))
+  with pytest.raises(ValueError, match="augmentation='elastic': choose one of"):
+    dataclasses.replace(TINY, augmentation='elastic')
 
 
 def test_every_named_architecture_builds_and_no_other_is_accepted():
