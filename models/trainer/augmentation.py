@@ -1,4 +1,4 @@
-"""Random affine distortion of the digits, in one resampling (training only).
+"""Random distortion of the digits, in one resampling (training only).
 
 Keras' RandomRotation, RandomZoom and RandomTranslation each resample the image
 with bilinear interpolation, so chaining the three (the `reference` recipe) blurs
@@ -8,10 +8,16 @@ resamples once: sharper training images, and a third of the resampling work.
 That work saved is what lets each network of the ensemble draw its own
 distortion of every image (model.py), at the cost that one shared chain had.
 
+With `elastic` above 0 the affine map is followed by an elastic distortion: a
+smooth random displacement of every pixel, as Simard et al. (2003) used on
+MNIST, which bends strokes the way hands do and an affine map cannot. Both are
+then one dense map, resampled once as well.
+
 At inference the layer is the identity, as Keras' own augmentation layers are.
 """
 
 import math
+from typing import Optional
 
 import tensorflow as tf
 import tf_keras as keras
@@ -35,17 +41,61 @@ def affine_transforms(angle, scale, dx, dy, height, width):
       zeros, zeros], axis=1)
 
 
-class RandomAffine(keras.__internal__.layers.BaseRandomLayer):
+# The elastic displacement is drawn on a coarse grid of control points and
+# interpolated smoothly between them: neighbouring pixels move together, over
+# about a third of the digit (Simard's Gaussian smoothing of sigma 4 pixels).
+_ELASTIC_GRID = 4
+
+
+def warp_bilinear(images, source_x, source_y):
+  """images [N, H, W, C] read at the points (source_x, source_y) [N, H', W'],
+  in pixels, with bilinear interpolation and 0 beyond the edges: what
+  ImageProjectiveTransformV3 does for an affine map, for any map."""
+  shape = tf.shape(images)
+  n, height, width, channels = shape[0], shape[1], shape[2], shape[3]
+  # A frame of zeros one pixel wide: every point at most one pixel outside the
+  # image reads it, and points further out are moved onto it.
+  padded = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]])
+  x = tf.clip_by_value(source_x + 1.0, 0.0, tf.cast(width + 1, tf.float32))
+  y = tf.clip_by_value(source_y + 1.0, 0.0, tf.cast(height + 1, tf.float32))
+  x0, y0 = tf.floor(x), tf.floor(y)
+  fx, fy = (x - x0)[..., None], (y - y0)[..., None]
+  x0, y0 = tf.cast(x0, tf.int32), tf.cast(y0, tf.int32)
+  x1 = tf.minimum(x0 + 1, width + 1)
+  y1 = tf.minimum(y0 + 1, height + 1)
+  flat = tf.reshape(padded, [n, -1, channels])
+
+  def read(yi, xi):
+    return tf.gather(flat, yi * (width + 2) + xi, batch_dims=1)
+
+  top = read(y0, x0) * (1.0 - fx) + read(y0, x1) * fx
+  bottom = read(y1, x0) * (1.0 - fx) + read(y1, x1) * fx
+  return top * (1.0 - fy) + bottom * fy
+
+
+def affine_source_points(transforms, height, width):
+  """The input point ([N, H, W] x, y) each output pixel reads under `transforms`
+  ([N, 8] of affine_transforms)."""
+  ys, xs = tf.meshgrid(tf.range(height, dtype=tf.float32),
+                       tf.range(width, dtype=tf.float32), indexing='ij')
+  a0, a1, a2, b0, b1, b2 = [tf.reshape(t, [-1, 1, 1])
+                            for t in tf.unstack(transforms[:, :6], axis=1)]
+  return a0 * xs + a1 * ys + a2, b0 * xs + b1 * ys + b2
+
+
+class RandomDistortion(keras.__internal__.layers.BaseRandomLayer):
   """Rotates by up to `rotation_degrees`, scales by up to 1 +- `zoom` and shifts
   by up to `shift` of the image size in each direction, uniformly and
-  independently per image; the area uncovered is filled with 0 (background).
+  independently per image; then, if `elastic` > 0, moves the pixels by a smooth
+  random field whose displacement has a standard deviation of `elastic` pixels
+  at its control points. The area uncovered is filled with 0 (background).
 
-  The ranges mean what they mean for Keras' RandomRotation(degrees / 360),
+  The affine ranges mean what they mean for Keras' RandomRotation(degrees / 360),
   RandomZoom(zoom) and RandomTranslation(shift, shift).
   """
 
   def __init__(self, rotation_degrees: float, zoom: float, shift: float,
-               seed=None, **kwargs):
+               elastic: float = 0.0, seed: Optional[int] = None, **kwargs):
     # float32 whatever the mixed-precision policy: the resampling is cheap next
     # to the convolutions, and 16-bit pixel coordinates would be coarse.
     kwargs.setdefault('dtype', 'float32')
@@ -53,6 +103,7 @@ class RandomAffine(keras.__internal__.layers.BaseRandomLayer):
     self.rotation_degrees = rotation_degrees
     self.zoom = zoom
     self.shift = shift
+    self.elastic = elastic
     self.seed = seed
 
   def call(self, images, training=None):
@@ -74,13 +125,21 @@ class RandomAffine(keras.__internal__.layers.BaseRandomLayer):
         scale=1.0 + uniform(self.zoom),
         dx=uniform(self.shift) * width, dy=uniform(self.shift) * height,
         height=height, width=width)
-    return tf.raw_ops.ImageProjectiveTransformV3(
-        images=images, transforms=transforms, output_shape=shape[1:3],
-        fill_value=0.0, interpolation='BILINEAR', fill_mode='CONSTANT')
+    if not self.elastic:  # TensorFlow's own kernel for an affine map
+      return tf.raw_ops.ImageProjectiveTransformV3(
+          images=images, transforms=transforms, output_shape=shape[1:3],
+          fill_value=0.0, interpolation='BILINEAR', fill_mode='CONSTANT')
+    source_x, source_y = affine_source_points(transforms, shape[1], shape[2])
+    field = self._random_generator.random_normal(
+        [batch, _ELASTIC_GRID, _ELASTIC_GRID, 2], stddev=self.elastic)
+    field = tf.image.resize(field, shape[1:3], method='bicubic')
+    return warp_bilinear(images, source_x + field[..., 0],
+                         source_y + field[..., 1])
 
   def compute_output_shape(self, input_shape):
     return input_shape
 
   def get_config(self):
     return {**super().get_config(), 'rotation_degrees': self.rotation_degrees,
-            'zoom': self.zoom, 'shift': self.shift, 'seed': self.seed}
+            'zoom': self.zoom, 'shift': self.shift, 'elastic': self.elastic,
+            'seed': self.seed}

@@ -82,7 +82,8 @@ def _member(x, hp: TrainingConfig, index: int):
 def _distorted(x, hp: TrainingConfig):
   """A member's own random distortion of the images, if it draws one."""
   if hp.augment and hp.augmentation == 'per_member':
-    return augmentation.RandomAffine(hp.rotation_degrees, hp.zoom, hp.shift)(x)
+    return augmentation.RandomDistortion(hp.rotation_degrees, hp.zoom, hp.shift,
+                                         hp.elastic)(x)
   return x
 
 

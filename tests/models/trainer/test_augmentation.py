@@ -59,7 +59,7 @@ def test_a_scale_above_one_makes_the_digit_smaller_about_the_centre():
 
 def test_it_distorts_only_in_training_and_each_image_its_own_way():
   keras.utils.set_random_seed(0)
-  layer = augmentation.RandomAffine(10.0, 0.1, 0.1)
+  layer = augmentation.RandomDistortion(10.0, 0.1, 0.1)
   images = _digit_like(16)
   np.testing.assert_array_equal(layer(images, training=False), images)
   distorted = layer(images, training=True).numpy()
@@ -75,7 +75,7 @@ def test_distortions_stay_within_their_ranges():
   keras.utils.set_random_seed(1)
   images = np.zeros((256, 28, 28, 1), np.float32)
   images[:, 13:15, 13:15] = 1.0
-  distorted = augmentation.RandomAffine(10.0, 0.1, 0.1)(images, training=True)
+  distorted = augmentation.RandomDistortion(10.0, 0.1, 0.1)(images, training=True)
   rows, cols = np.meshgrid(np.arange(28), np.arange(28), indexing='ij')
   mass = distorted.numpy()[..., 0].sum(axis=(1, 2))
   row_centre = (distorted.numpy()[..., 0] * rows).sum(axis=(1, 2)) / mass
@@ -90,7 +90,7 @@ def test_distortions_stay_within_their_ranges():
 def test_one_resampling_keeps_the_digits_sharper_than_the_keras_chain():
   keras.utils.set_random_seed(2)
   images = _digit_like(64)
-  affine = augmentation.RandomAffine(10.0, 0.1, 0.1)(images, training=True)
+  affine = augmentation.RandomDistortion(10.0, 0.1, 0.1)(images, training=True)
   chain = keras.Sequential([
       keras.layers.RandomRotation(10.0 / 360.0, fill_mode='constant'),
       keras.layers.RandomZoom(0.1, fill_mode='constant'),
@@ -107,7 +107,7 @@ def test_one_resampling_keeps_the_digits_sharper_than_the_keras_chain():
 def test_it_resamples_in_float32_under_mixed_precision():
   keras.mixed_precision.set_global_policy('mixed_bfloat16')
   try:
-    layer = augmentation.RandomAffine(10.0, 0.1, 0.1)
+    layer = augmentation.RandomDistortion(10.0, 0.1, 0.1)
     out = layer(_digit_like(2), training=True)
   finally:
     keras.mixed_precision.set_global_policy('float32')

@@ -136,7 +136,7 @@ def test_the_same_seed_trains_the_same_weights_and_another_does_not():
 
 def _distortion_layers(model):
   return [layer for layer in model.layers
-          if isinstance(layer, (augmentation.RandomAffine,
+          if isinstance(layer, (augmentation.RandomDistortion,
                                 keras.layers.RandomRotation,
                                 keras.layers.RandomZoom,
                                 keras.layers.RandomTranslation))]
@@ -147,7 +147,7 @@ def test_each_member_draws_its_own_distortion_of_every_image():
   model = model_lib.build(dataclasses.replace(TINY, augment=True))
   layers = _distortion_layers(model)
   assert len(layers) == TINY.members
-  assert all(isinstance(layer, augmentation.RandomAffine) for layer in layers)
+  assert all(isinstance(layer, augmentation.RandomDistortion) for layer in layers)
   images = np.random.default_rng(0).random((4, 28, 28, 1), np.float32)
   seen = [layer(images, training=True).numpy() for layer in layers]
   assert not np.allclose(seen[0], seen[1], atol=1e-3)
