@@ -18,6 +18,10 @@ def test_the_reference_profile_keeps_the_recipe_the_default_replaced():
   full, reference = config_lib.load('full'), config_lib.load('reference')
   assert (reference.training.architecture, reference.training.epochs,
           reference.training.mixed_precision) == ('reference', 20, False)
+  # Its augmentation too: one chain of Keras layers, where the default gives
+  # each network its own distortion, resampled once.
+  assert reference.training.augmentation == 'shared_chain'
+  assert full.training.augmentation == 'per_member'
   assert (full.training.architecture, full.training.mixed_precision) == (
       'compact', True)
   assert full.training.epochs < reference.training.epochs

@@ -112,3 +112,54 @@ def test_it_resamples_in_float32_under_mixed_precision():
   finally:
     keras.mixed_precision.set_global_policy('float32')
   assert out.dtype == tf.float32
+
+
+def test_the_dense_warp_reads_as_tensorflows_affine_kernel_does():
+  rng = np.random.default_rng(3)
+  images = rng.random((6, 28, 28, 1)).astype(np.float32)
+  transforms = augmentation.affine_transforms(
+      tf.constant(rng.uniform(-0.5, 0.5, 6), tf.float32),
+      tf.constant(rng.uniform(0.7, 1.3, 6), tf.float32),
+      tf.constant(rng.uniform(-8, 8, 6), tf.float32),
+      tf.constant(rng.uniform(-8, 8, 6), tf.float32), 28.0, 28.0)
+  kernel = tf.raw_ops.ImageProjectiveTransformV3(
+      images=images, transforms=transforms, output_shape=[28, 28],
+      fill_value=0.0, interpolation='BILINEAR', fill_mode='CONSTANT')
+  source_x, source_y = augmentation.affine_source_points(transforms, 28, 28)
+  dense = augmentation.warp_bilinear(images, source_x, source_y)
+  # Shifts of up to 8 pixels: the edges and the zeros beyond them are read too.
+  np.testing.assert_allclose(dense, kernel, atol=1e-5)
+
+
+def test_the_elastic_distortion_bends_strokes_smoothly_and_keeps_them_in_place():
+  keras.utils.set_random_seed(4)
+  images = _digit_like(64)
+  bent = augmentation.RandomDistortion(0.0, 0.0, 0.0, elastic=1.0)(
+      images, training=True).numpy()
+  assert bent.shape == images.shape
+  # Every image is bent, none beyond recognition: most of the stroke keeps
+  # its brightness and the ink stays where it was, give or take a pixel.
+  changed = np.abs(bent - images).reshape(64, -1).max(axis=1)
+  assert (changed > 0.2).all()
+  # (A stroke stretched along its length gains ink, one squeezed loses some;
+  # on average the ink is what it was.)
+  ink = bent.sum(axis=(1, 2, 3)) / images.sum(axis=(1, 2, 3))
+  assert 0.95 < ink.mean() < 1.05
+  assert 0.6 < ink.min() and ink.max() < 1.4
+  rows = np.arange(28)[None, :, None, None]
+  def row_centre(x):
+    return (x * rows).sum(axis=(1, 2, 3)) / x.sum(axis=(1, 2, 3))
+  assert np.abs(row_centre(bent) - row_centre(images)).max() < 2.0
+  # Smooth: neighbouring pixels move together, so the bent image is no
+  # rougher than the original (a per-pixel jitter would double its edges).
+  def roughness(x):
+    return np.abs(np.diff(x, axis=2)).sum()
+  assert roughness(bent) < 1.2 * roughness(images)
+
+
+def test_the_same_seed_draws_the_same_distortions():
+  def draw():
+    keras.utils.set_random_seed(5)
+    return augmentation.RandomDistortion(10.0, 0.1, 0.1, elastic=1.0)(
+        _digit_like(4), training=True).numpy()
+  np.testing.assert_array_equal(draw(), draw())
