@@ -41,6 +41,14 @@ def affine_transforms(angle, scale, dx, dy, height, width):
       zeros, zeros], axis=1)
 
 
+def affine_warp(images, transforms):
+  """images [N, H, W, C] under `transforms` ([N, 8] of affine_transforms), with
+  TensorFlow's own kernel: bilinear, 0 beyond the edges."""
+  return tf.raw_ops.ImageProjectiveTransformV3(
+      images=images, transforms=transforms, output_shape=tf.shape(images)[1:3],
+      fill_value=0.0, interpolation='BILINEAR', fill_mode='CONSTANT')
+
+
 # The elastic displacement is drawn on a coarse grid of control points and
 # interpolated smoothly between them: neighbouring pixels move together, over
 # about a third of the digit (Simard's Gaussian smoothing of sigma 4 pixels).
@@ -125,10 +133,8 @@ class RandomDistortion(keras.__internal__.layers.BaseRandomLayer):
         scale=1.0 + uniform(self.zoom),
         dx=uniform(self.shift) * width, dy=uniform(self.shift) * height,
         height=height, width=width)
-    if not self.elastic:  # TensorFlow's own kernel for an affine map
-      return tf.raw_ops.ImageProjectiveTransformV3(
-          images=images, transforms=transforms, output_shape=shape[1:3],
-          fill_value=0.0, interpolation='BILINEAR', fill_mode='CONSTANT')
+    if not self.elastic:
+      return affine_warp(images, transforms)
     source_x, source_y = affine_source_points(transforms, shape[1], shape[2])
     field = self._random_generator.random_normal(
         [batch, _ELASTIC_GRID, _ELASTIC_GRID, 2], stddev=self.elastic)

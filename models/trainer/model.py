@@ -8,10 +8,10 @@ Two architectures, chosen by `TrainingConfig.architecture` (recipe.md says why):
 - `reference` (the `reference` profile, the earlier default): two convs at 28x28
   and a strided 5x5 conv per block.
 Both end in a 4x4 conv head and softmax. Every conv is conv-BN-ReLU; dropout
-follows each block. Random small shifts, rotations and zooms (and, by default,
-a small elastic bending of the strokes) augment the digits during training only:
-the augmentation layers are the identity at inference, so the exported model sees
-the images as they are.
+follows each block. Random small shifts, rotations and zooms (optionally with
+an elastic bending of the strokes, off by default) augment the digits during
+training only: the augmentation layers are the identity at inference, so the
+exported model sees the images as they are.
 
 The default trains an ensemble in one model: `members` networks side by side,
 each with its own distortion of every image (augmentation.py), its own weights,

@@ -1,5 +1,5 @@
-"""The random affine distortion: its geometry, its ranges, and that it blurs less
-than the chain of Keras layers it replaces."""
+"""The random distortion: the affine map's geometry and ranges, that it blurs less
+than the chain of Keras layers it replaces, and the elastic warp."""
 
 import math
 
@@ -15,9 +15,7 @@ def _apply(images, angle=0.0, scale=1.0, dx=0.0, dy=0.0):
   transforms = augmentation.affine_transforms(
       tf.fill([n], angle), tf.fill([n], scale), tf.fill([n], dx),
       tf.fill([n], dy), float(height), float(width))
-  return tf.raw_ops.ImageProjectiveTransformV3(
-      images=images, transforms=transforms, output_shape=[height, width],
-      fill_value=0.0, interpolation='BILINEAR', fill_mode='CONSTANT').numpy()
+  return augmentation.affine_warp(images, transforms).numpy()
 
 
 def _digit_like(n=1):
@@ -122,9 +120,7 @@ def test_the_dense_warp_reads_as_tensorflows_affine_kernel_does():
       tf.constant(rng.uniform(0.7, 1.3, 6), tf.float32),
       tf.constant(rng.uniform(-8, 8, 6), tf.float32),
       tf.constant(rng.uniform(-8, 8, 6), tf.float32), 28.0, 28.0)
-  kernel = tf.raw_ops.ImageProjectiveTransformV3(
-      images=images, transforms=transforms, output_shape=[28, 28],
-      fill_value=0.0, interpolation='BILINEAR', fill_mode='CONSTANT')
+  kernel = augmentation.affine_warp(images, transforms)
   source_x, source_y = augmentation.affine_source_points(transforms, 28, 28)
   dense = augmentation.warp_bilinear(images, source_x, source_y)
   # Shifts of up to 8 pixels: the edges and the zeros beyond them are read too.
