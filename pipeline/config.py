@@ -188,8 +188,9 @@ PROFILES: Dict[str, PipelineConfig] = {
         profile='reference',
         output_dir='outputs/reference',
         training=TrainingConfig(architecture='reference', filters=32, members=1,
-                                epochs=20, learning_rate=2e-3, warmup_epochs=0.0,
-                                dropout=0.3, augmentation='shared_chain',
+                                epochs=20, batch_size=128, learning_rate=2e-3,
+                                warmup_epochs=0.0, dropout=0.3,
+                                augmentation='shared_chain',
                                 mixed_precision=False),
     ),
 }

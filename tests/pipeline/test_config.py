@@ -17,7 +17,9 @@ def test_profiles_differ_where_they_should():
 def test_the_reference_profile_keeps_the_recipe_the_default_replaced():
   full, reference = config_lib.load('full'), config_lib.load('reference')
   assert (reference.training.architecture, reference.training.epochs,
-          reference.training.mixed_precision) == ('reference', 20, False)
+          reference.training.batch_size, reference.training.learning_rate,
+          reference.training.mixed_precision) == ('reference', 20, 128, 2e-3,
+                                                  False)
   # Its augmentation too: one chain of Keras layers, where the default gives
   # each network its own distortion, resampled once.
   assert reference.training.augmentation == 'shared_chain'
