@@ -25,9 +25,8 @@ class TrainingConfig:
   members: int = 3
   epochs: int = 13
   # Per replica; the global batch scales with replicas. 256 rather than 128: the
-  # small networks use the CPU better on bigger batches (26% more images a
-  # second here), which pays for a thirteenth epoch: 12 of batch 256 scored
-  # 99.64%, 13 scored 99.66% and 99.68% (recipe.md).
+  # small networks use the CPU better on bigger batches, which pays for the
+  # thirteenth epoch (recipe.md, "Batches of 256").
   batch_size: int = 256
   learning_rate: float = 4e-3  # Adam's peak rate, then a cosine decay
   # AdamW's decoupled weight decay: each step shrinks the weights by
