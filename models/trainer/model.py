@@ -45,33 +45,41 @@ def _conv_bn_relu(x, filters, kernel_size, strides=1, padding='same'):
 
 
 def _compact(x, f, dropout):
+  """`dropout()` makes the layer that follows each block."""
   x = _conv_bn_relu(x, f, 3)                        # 28x28
   x = _conv_bn_relu(x, f, 3, strides=2)             # 14x14
   x = _conv_bn_relu(x, 2 * f, 3)
   x = _conv_bn_relu(x, 2 * f, 3)
-  x = keras.layers.Dropout(dropout)(x)
+  x = dropout()(x)
   x = _conv_bn_relu(x, 2 * f, 3, strides=2)         # 7x7
   x = _conv_bn_relu(x, 2 * f, 3)
-  return keras.layers.Dropout(dropout)(x)
+  return dropout()(x)
 
 
 def _reference(x, f, dropout):
   x = _conv_bn_relu(x, f, 3)                        # 28x28
   x = _conv_bn_relu(x, f, 3)
   x = _conv_bn_relu(x, f, 5, strides=2)             # 14x14
-  x = keras.layers.Dropout(dropout)(x)
+  x = dropout()(x)
   x = _conv_bn_relu(x, 2 * f, 3)
   x = _conv_bn_relu(x, 2 * f, 3)
   x = _conv_bn_relu(x, 2 * f, 5, strides=2)         # 7x7
-  return keras.layers.Dropout(dropout)(x)
+  return dropout()(x)
 
 
 BODIES = {'compact': _compact, 'reference': _reference}  # training_config.ARCHITECTURES
 
 
+def _block_dropout(hp: TrainingConfig):
+  """The dropout layer after a conv block: whole channels or single activations."""
+  if hp.spatial_dropout:
+    return keras.layers.SpatialDropout2D(hp.dropout)
+  return keras.layers.Dropout(hp.dropout)
+
+
 def _member(x, hp: TrainingConfig, index: int):
   """One network of the ensemble: [N, 28, 28, 1] -> [N, 1, 10] probabilities."""
-  x = BODIES[hp.architecture](x, hp.filters, hp.dropout)
+  x = BODIES[hp.architecture](x, hp.filters, lambda: _block_dropout(hp))
   x = _conv_bn_relu(x, 4 * hp.filters, 4, padding='valid')   # 4x4
   x = keras.layers.Flatten()(x)
   x = keras.layers.Dropout(hp.dropout)(x)

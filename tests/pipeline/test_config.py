@@ -24,6 +24,9 @@ def test_the_reference_profile_keeps_the_recipe_the_default_replaced():
   # each network its own distortion, resampled once.
   assert reference.training.augmentation == 'shared_chain'
   assert full.training.augmentation == 'per_member'
+  # And its dropout of single activations, where the default drops channels.
+  assert (reference.training.spatial_dropout, full.training.spatial_dropout) == (
+      False, True)
   assert (full.training.architecture, full.training.mixed_precision) == (
       'compact', True)
   assert full.training.epochs < reference.training.epochs

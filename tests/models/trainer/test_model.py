@@ -168,6 +168,37 @@ def test_the_shared_chain_is_one_draw_of_keras_layers_before_the_members():
     dataclasses.replace(TINY, augmentation='elastic')
 
 
+def _block_dropouts(model):
+  """The dropout layers after conv blocks: those that see [N, H, W, C] tensors."""
+  return [layer for layer in model.layers
+          if isinstance(layer, keras.layers.Dropout) and len(layer.input_shape) == 4]
+
+
+def _dropped(layer, rate):
+  """Which activations of [8, 14, 14, 16] ones `layer` zeroes, at `rate`."""
+  layer.rate = rate
+  return layer(tf.ones((8, 14, 14, 16)), training=True).numpy() == 0
+
+
+def test_block_dropout_drops_whole_channels_unless_told_to_drop_activations():
+  keras.utils.set_random_seed(0)
+  spatial = _block_dropouts(model_lib.build(TINY))
+  assert len(spatial) == 2 * TINY.members
+  assert all(isinstance(layer, keras.layers.SpatialDropout2D) for layer in spatial)
+  dropped = _dropped(spatial[0], 0.5)
+  # Each channel of each image is dropped everywhere or nowhere, and some are.
+  assert np.all(dropped == dropped[:, :1, :1, :])
+  assert 0 < dropped.mean() < 1
+
+  single = _block_dropouts(model_lib.build(
+      dataclasses.replace(TINY, spatial_dropout=False)))
+  assert len(single) == 2 * TINY.members
+  assert not any(isinstance(layer, keras.layers.SpatialDropout2D)
+                 for layer in single)
+  dropped = _dropped(single[0], 0.5)
+  assert not np.all(dropped == dropped[:, :1, :1, :])
+
+
 def test_every_named_architecture_builds_and_no_other_is_accepted():
   for name in training_config.ARCHITECTURES:
     model = model_lib.build(dataclasses.replace(TINY, architecture=name))
