@@ -8,7 +8,8 @@ Two architectures, chosen by `TrainingConfig.architecture` (recipe.md says why):
 - `reference` (the `reference` profile, the earlier default): two convs at 28x28
   and a strided 5x5 conv per block.
 Both end in a 4x4 conv head and softmax. Every conv is conv-BN-ReLU; dropout
-follows each block. Random small shifts, rotations and zooms (optionally with
+follows each block (of whole channels unless `spatial_dropout` is off) and the
+head's conv. Random small shifts, rotations and zooms (optionally with
 an elastic bending of the strokes, off by default) augment the digits during
 training only: the augmentation layers are the identity at inference, so the
 exported model sees the images as they are.
@@ -27,6 +28,8 @@ built for it, and importing TFT switches `tf.keras` to it anyway; naming it make
 choice explicit rather than an accident of import order.
 """
 
+import functools
+
 import tensorflow as tf
 import tf_keras as keras
 
@@ -44,8 +47,10 @@ def _conv_bn_relu(x, filters, kernel_size, strides=1, padding='same'):
   return keras.layers.ReLU()(x)
 
 
+# A body maps images to 7x7 features; `dropout()` makes the layer after each block.
+
+
 def _compact(x, f, dropout):
-  """`dropout()` makes the layer that follows each block."""
   x = _conv_bn_relu(x, f, 3)                        # 28x28
   x = _conv_bn_relu(x, f, 3, strides=2)             # 14x14
   x = _conv_bn_relu(x, 2 * f, 3)
@@ -79,7 +84,7 @@ def _block_dropout(hp: TrainingConfig):
 
 def _member(x, hp: TrainingConfig, index: int):
   """One network of the ensemble: [N, 28, 28, 1] -> [N, 1, 10] probabilities."""
-  x = BODIES[hp.architecture](x, hp.filters, lambda: _block_dropout(hp))
+  x = BODIES[hp.architecture](x, hp.filters, functools.partial(_block_dropout, hp))
   x = _conv_bn_relu(x, 4 * hp.filters, 4, padding='valid')   # 4x4
   x = keras.layers.Flatten()(x)
   x = keras.layers.Dropout(hp.dropout)(x)
