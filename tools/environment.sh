@@ -89,7 +89,7 @@ in_rootfs() {
   # Variables of the project, TensorFlow and pytest pass through; the rest of the
   # host environment (pyenv, pip's host-only indexes) does not belong inside.
   local passenv=()
-  mapfile -t passenv < <(env | grep -E '^(MNIST_TFX_|TF_CPP_|PYTEST_|PIP_INDEX_URL=|CI=|TERM=|COLUMNS=)' || true)
+  mapfile -t passenv < <(env | grep -E '^(MNIST_TFX_|TF_CPP_|TF_ENABLE_ONEDNN_OPTS=|PYTEST_|PIP_INDEX_URL=|CI=|TERM=|COLUMNS=)' || true)
   unshare --mount --propagation private -- /bin/bash -s "$root" "${binds[@]}" -- "${passenv[@]}" -- "$@" <<'INNER'
 set -euo pipefail
 root="$1"; shift
@@ -231,6 +231,11 @@ build() {
 main() {
   export MNIST_TFX_REPO="$REPO"
   export MNIST_TFX_CWD="$PWD"
+  # TensorFlow computes with oneDNN's kernels by default only on CPUs with AVX512-VNNI,
+  # AVX512-BF16 or AMX; elsewhere it falls back to Eigen's. On an AVX2-only CPU (AMD
+  # EPYC, Zen 3, 2026-12-03) oneDNN trained the default model 3x faster: 820 against
+  # 268 images/s. A user's own TF_ENABLE_ONEDNN_OPTS=0 is kept.
+  export TF_ENABLE_ONEDNN_OPTS="${TF_ENABLE_ONEDNN_OPTS:-1}"
   case "${1:-}" in
     ensure) ensure ;;
     info) echo "mode=$MODE env=$ENV_DIR ready=$([ -f "$READY" ] && echo yes || echo no)" ;;

@@ -19,11 +19,15 @@ STAMP = '.mnist-tfx-ready'
 FAKE_POPULATE = 'mkdir -p "$1/bin"; echo "$1" >> "$CACHE_ROOT/builds.log"'
 
 
-def _bash(cache, mode, body, populate=FAKE_POPULATE, path=None):
+def _bash(cache, mode, body, populate=FAKE_POPULATE, path=None, onednn=None):
   script = f'source "{ENV_SH}"\npopulate_{mode}() {{ {populate}; }}\n{body}\n'
   env = dict(os.environ, MNIST_TFX_ENV_CACHE=str(cache), MNIST_TFX_ENV_MODE=mode)
   if path is not None:
     env['PATH'] = path
+  # The caller's TF_ENABLE_ONEDNN_OPTS: its value, or unset (None).
+  env.pop('TF_ENABLE_ONEDNN_OPTS', None)
+  if onednn is not None:
+    env['TF_ENABLE_ONEDNN_OPTS'] = onednn
   return subprocess.run(['bash', '-c', script], env=env, capture_output=True,
                         text=True, timeout=60, check=False)
 
@@ -151,6 +155,17 @@ def test_exec_runs_the_command_inside_the_virtualenv(tmp_path):
   result = _bash(cache, 'venv', 'main exec probe', populate=populate)
   assert result.returncode == 0, result.stderr
   assert result.stdout == 'inside 1\n'
+
+
+@pytest.mark.parametrize('callers, expected', [(None, '1'), ('0', '0')])
+def test_exec_turns_on_onednn_unless_the_caller_turned_it_off(tmp_path, callers,
+                                                              expected):
+  populate = (FAKE_POPULATE + '; printf "#!/bin/sh\\necho \\$TF_ENABLE_ONEDNN_OPTS\\n"'
+              ' > "$1/bin/probe"; chmod +x "$1/bin/probe"')
+  result = _bash(str(tmp_path), 'venv', 'main exec probe', populate=populate,
+                 onednn=callers)
+  assert result.returncode == 0, result.stderr
+  assert result.stdout == f'{expected}\n'
 
 
 def _fake_bin(tmp_path, python3_script=None):
