@@ -233,9 +233,9 @@ main() {
   export MNIST_TFX_CWD="$PWD"
   # On Linux TensorFlow computes with oneDNN's kernels by default only on CPUs with
   # VNNI (AVX512 or AVX), AVX512-BF16 or AMX (tensorflow/core/util/port.cc); elsewhere
-  # it falls back to Eigen's. On an AVX2-only CPU (AMD EPYC, Zen 3, 2026-12-03)
-  # oneDNN trained the default model 3x faster: 820 against 268 images/s. A user's
-  # own TF_ENABLE_ONEDNN_OPTS=0 is kept.
+  # it falls back to Eigen's, 3x slower for our training on an AVX2-only CPU
+  # (models/trainer/recipe.md, "CPUs without AVX-512"). A user's own
+  # TF_ENABLE_ONEDNN_OPTS=0 is kept.
   export TF_ENABLE_ONEDNN_OPTS="${TF_ENABLE_ONEDNN_OPTS:-1}"
   case "${1:-}" in
     ensure) ensure ;;
