@@ -188,6 +188,7 @@ PROFILES: Dict[str, PipelineConfig] = {
         profile='reference',
         output_dir='outputs/reference',
         training=TrainingConfig(architecture='reference', filters=32, members=1,
+                                crop=0,
                                 epochs=20, batch_size=128, learning_rate=2e-3,
                                 warmup_epochs=0.0, dropout=0.3,
                                 spatial_dropout=False,

@@ -30,6 +30,8 @@ def test_the_reference_profile_keeps_the_recipe_the_default_replaced():
   assert (full.training.architecture, full.training.mixed_precision) == (
       'compact', True)
   assert full.training.epochs < reference.training.epochs
+  # The reference sees the whole 28x28 image, as it was measured.
+  assert (reference.training.crop, full.training.crop) == (0, 2)
   assert reference.output_dir != full.output_dir  # their models never mix
   assert reference.evaluation == full.evaluation
 

@@ -207,6 +207,32 @@ def test_every_named_architecture_builds_and_no_other_is_accepted():
     dataclasses.replace(TINY, architecture='resnet')
 
 
+@pytest.mark.parametrize('crop', [0, TINY.crop, training_config.MAX_CROP])
+def test_each_network_sees_the_centre_of_the_image_left_by_the_crop(crop):
+  hp = dataclasses.replace(TINY, crop=crop, augment=False)
+  keras.utils.set_random_seed(0)
+  served = model_lib.averaged(model_lib.build(hp))
+  assert served.input_shape == (None, 28, 28, 1)  # the serving contract's image
+  images = np.random.default_rng(0).random((2, 28, 28, 1), np.float32)
+  answer = served(images, training=False).numpy()
+  border, centre = images.copy(), images.copy()
+  border[:, :crop] = border[:, -crop or 28:] = 0.0  # rows outside the crop
+  border[:, :, :crop] = border[:, :, -crop or 28:] = 0.0
+  centre[:, crop + 1:28 - crop - 1, crop + 1:28 - crop - 1] = 0.0
+  # The cropped border never reaches the networks; what is left always does.
+  np.testing.assert_allclose(served(border, training=False).numpy(), answer,
+                             rtol=1e-6)
+  assert not np.allclose(served(centre, training=False).numpy(), answer,
+                         atol=1e-5)
+
+
+def test_a_crop_that_leaves_too_little_of_the_image_is_refused():
+  with pytest.raises(ValueError, match='training.crop=7: choose 0 to 6 pixels'):
+    dataclasses.replace(TINY, crop=7)
+  with pytest.raises(ValueError, match='training.crop=-1'):
+    dataclasses.replace(TINY, crop=-1)
+
+
 def test_the_float32_twin_has_the_weights_and_answers_of_a_mixed_precision_model():
   keras.mixed_precision.set_global_policy('mixed_bfloat16')
   try:
