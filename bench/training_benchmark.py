@@ -103,15 +103,18 @@ def main():
         f'{name} {rates[name][-1]:.0f} images/s' for name in PROFILES), flush=True)
 
   projected = {}
-  print(f'{"profile":10s} {"networks x filters":19s} {"precision":15s} {"epochs":>6s} '
-        f'{"batch":>5s} {"images/s":>9s}  projected training time of a full run')
+  print(f'{"profile":10s} {"networks x filters":19s} {"input":5s} {"precision":15s} '
+        f'{"epochs":>6s} {"batch":>5s} {"images/s":>9s}  '
+        'projected training time of a full run')
   for name, config in configs.items():
     hp = config.training
     rate = statistics.median(rates[name])
     projected[name] = hp.epochs * len(images) / rate
     networks = f'{hp.members} {hp.architecture} x {hp.filters}'
-    print(f'{name:10s} {networks:19s} {policies[name]:15s} {hp.epochs:6d} '
-          f'{hp.batch_size:5d} {rate:9.0f}  {progress.duration(projected[name])}')
+    side = images.shape[1] - 2 * hp.crop  # what each network sees (model.py)
+    print(f'{name:10s} {networks:19s} {f"{side}x{side}":5s} {policies[name]:15s} '
+          f'{hp.epochs:6d} {hp.batch_size:5d} {rate:9.0f}  '
+          f'{progress.duration(projected[name])}')
   ratio = projected['full'] / projected['reference']
   print(f'ratio full / reference: {ratio:.3f} (target <= {TARGET_RATIO:.2f}: '
         f'{"met" if ratio <= TARGET_RATIO else "NOT met"})')

@@ -53,12 +53,12 @@ def _conv_bn_relu(x, filters, kernel_size, strides=1, padding='same'):
 
 
 def _compact(x, f, dropout):
-  x = _conv_bn_relu(x, f, 3)                        # 28x28
-  x = _conv_bn_relu(x, f, 3, strides=2)             # 14x14
+  x = _conv_bn_relu(x, f, 3)                        # 28x28 (24x24 cropped)
+  x = _conv_bn_relu(x, f, 3, strides=2)             # 14x14 (12x12)
   x = _conv_bn_relu(x, 2 * f, 3)
   x = _conv_bn_relu(x, 2 * f, 3)
   x = dropout()(x)
-  x = _conv_bn_relu(x, 2 * f, 3, strides=2)         # 7x7
+  x = _conv_bn_relu(x, 2 * f, 3, strides=2)         # 7x7 (6x6)
   x = _conv_bn_relu(x, 2 * f, 3)
   return dropout()(x)
 
