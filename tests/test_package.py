@@ -49,6 +49,9 @@ import pytest
 import pipeline
 from pipeline import config as config_lib
 
+# Builds or drives the packaging and set-up scripts, not the product.
+pytestmark = pytest.mark.packaging
+
 REPO = config_lib.REPO_ROOT
 PACKAGES = ('pipeline', 'components', 'models', 'serving', 'kubeflow')
 # Files the pipeline reads by path from an installed project (pipeline/config.py,
@@ -151,7 +154,7 @@ def test_wheel_metadata_has_the_version_and_requirements_files(wheel):
   assert 'tfx==1.21.0' in runtime
   assert sorted(runtime) == _requirements('requirements.in')
   assert sorted(test_extra) == _requirements('requirements-test.in')
-  assert 'pytest==9.2.0' in test_extra
+  assert any(re.match(r'pytest==', r) for r in test_extra), test_extra
   assert not [r for r in runtime if re.match(r'pytest([^-\w.]|$)', r)], runtime
 
 

@@ -27,6 +27,9 @@ from models import serving_contract as contract
 from tests.testutil import stand_in_models
 from tests.testutil.mnist_files import images_of
 
+# Every test here starts model-server or mnist-tfx processes.
+pytestmark = pytest.mark.processes
+
 NUM_EXAMPLES = 4
 # Called in name order.
 SIGNATURES = sorted([contract.DEFAULT_SIGNATURE, contract.IMAGES_SIGNATURE,

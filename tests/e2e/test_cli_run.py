@@ -1,19 +1,20 @@
 """`mnist-tfx run` as a user sees it: what it prints, and two runs at once.
 
-One real smoke run (a real process, LocalDagRunner on a slice of MNIST) while a
-second run on the same output directory is started and refused.
+The suite's shared smoke run (`smoke_run`, tests/conftest.py) is a real process,
+LocalDagRunner on a slice of MNIST, and a second run on the same output
+directory was started while it ran.
 """
 
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 
 from components import atomic_pusher
-from pipeline import config as config_lib
 from pipeline import mlmd
+
+# Runs the pipeline, or reads the shared smoke run.
+pytestmark = pytest.mark.pipeline
 
 # What only the log file may hold: TensorFlow's C++ start-up lines, Python
 # warnings, TFX/Beam INFO logs, the user-code wheel build, Keras' own epoch lines.
@@ -23,57 +24,28 @@ NOISE = re.compile(
     re.IGNORECASE)
 
 
-def _start(args, cwd):
-  env = dict(os.environ, PYTHONPATH=config_lib.REPO_ROOT)
-  return subprocess.Popen([sys.executable, '-m', 'pipeline.cli', *args], cwd=cwd,
-                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True)
-
-
-@pytest.fixture(scope='module')
-def two_runs(small_mnist_dir, tmp_path_factory):
-  """A smoke run, and a second run on its output dir started while it runs."""
-  workdir = tmp_path_factory.mktemp('two_runs')
-  output_dir = str(workdir / 'out')
-  args = ['run', '--profile', 'smoke', '--data-dir', small_mnist_dir,
-          '--output-dir', output_dir]
-  first = _start(args, workdir)
-  lines = []
-  for line in first.stdout:  # until the first run is inside the pipeline
-    lines.append(line)
-    if line.startswith('[1/'):
-      break
-  second = _start(args, workdir)
-  second_out, second_err = second.communicate(timeout=120)
-  rest, first_err = first.communicate(timeout=600)
-  config = config_lib.load('smoke', data_dir=small_mnist_dir, output_dir=output_dir)
-  return dict(config=config, first=first, first_out=''.join(lines) + rest,
-              first_err=first_err, second=second,
-              second_output=(second_out + second_err).strip())
-
-
-def test_the_second_run_is_refused_with_one_line(two_runs):
-  assert two_runs['second'].returncode == 1
-  output = two_runs['second_output']
+def test_the_second_run_is_refused_with_one_line(smoke_run):
+  assert smoke_run.second_returncode == 1
+  output = smoke_run.second_output
   assert len(output.splitlines()) == 1, output
   assert re.fullmatch(
       r'Error: another `mnist-tfx run` \(pid \d+\) is using \S+/out: wait for it '
       r'to finish, or give another --output-dir', output), output
 
 
-def test_the_first_run_completes_and_metadata_and_serving_are_intact(two_runs):
-  assert two_runs['first'].returncode == 0, two_runs['first_err']
-  config = two_runs['config']
+def test_the_first_run_completes_and_metadata_and_serving_are_intact(smoke_run):
+  assert smoke_run.returncode == 0, smoke_run.err
+  config = smoke_run.config
   nodes = mlmd.latest_run(config)
   assert len(nodes) == 11
   assert {node.state for node in nodes} == {'COMPLETE'}
-  assert atomic_pusher.versions(config.model_base_path) == [1], two_runs['first_out']
+  assert atomic_pusher.versions(config.model_base_path) == [1], smoke_run.out
   assert sorted(os.listdir(config.model_base_path)) == ['1']  # no staging left
 
 
-def test_a_run_prints_progress_epochs_and_summary_only(two_runs):
-  out = two_runs['first_out']
-  assert two_runs['first_err'] == ''
+def test_a_run_prints_progress_epochs_and_summary_only(smoke_run):
+  out = smoke_run.out
+  assert smoke_run.err == ''
   lines = out.splitlines()
   for wanted in (r'^log: \S+/out/logs/run-\d{8}-\d{6}\.log$',
                  r'^\[1/11\] IdxExampleGen done in \d+\.\d s$',
@@ -91,8 +63,8 @@ def test_a_run_prints_progress_epochs_and_summary_only(two_runs):
   assert not noisy, noisy
 
 
-def test_everything_else_is_in_the_log_file(two_runs):
-  log_path = re.search(r'^log: (\S+)$', two_runs['first_out'], re.M).group(1)
+def test_everything_else_is_in_the_log_file(smoke_run):
+  log_path = re.search(r'^log: (\S+)$', smoke_run.out, re.M).group(1)
   with open(log_path) as f:
     log = f.read()
   assert 'Component Trainer is running.' in log  # TFX's INFO logging

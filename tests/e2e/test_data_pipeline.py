@@ -1,8 +1,8 @@
 """IdxExampleGen, validation, the anomaly gate and Transform in a real local pipeline.
 
-Runs TFX's LocalDagRunner with Beam's DirectRunner and SQLite MLMD on small slices
-of real MNIST. The whole pipeline runs, with a model small enough that its half
-costs seconds; the tests look at the data half.
+TFX's LocalDagRunner with Beam's DirectRunner and SQLite MLMD on slices of real
+MNIST: the data half of the suite's shared smoke run (tests/conftest.py), and
+runs of the first steps alone on data made to fail.
 """
 
 import dataclasses
@@ -13,13 +13,19 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from components import atomic_pusher
 from components import idx
 from components.anomaly_gate import DataAnomaliesError
 from pipeline import config as config_lib
 from pipeline import local_runner
 from pipeline import mlmd
+from pipeline.reports import run_report
 from tests.testutil.mnist_files import write_slice
+from tests.testutil.pipeline_runs import changed_in_place
 from tests.testutil.pipeline_runs import run_validation
+
+# Runs the pipeline, or reads the shared smoke run.
+pytestmark = pytest.mark.pipeline
 
 DATA_NODES = {'IdxExampleGen', 'ImportSchemaGen', 'StatisticsGen',
               'ExampleValidator', 'AnomalyGate', 'Transform'}
@@ -44,41 +50,40 @@ def _read_split(examples_uri, split):
 
 
 @pytest.fixture(scope='module')
-def data_run(small_mnist_dir, tmp_path_factory):
-  config = _config(tmp_path_factory.mktemp('run'), small_mnist_dir)
-  times = local_runner.run(config, out=lambda line: None)
-  return config, times, {n.node_id: n for n in mlmd.latest_run(config)}
+def data_run(smoke_pipeline):
+  return smoke_pipeline, {n.node_id: n for n in mlmd.latest_run(smoke_pipeline)}
 
 
 def _uri(nodes, node_id, key):
   return dict(nodes[node_id].outputs)[key].uri
 
 
-def test_example_gen_writes_splits_of_real_mnist(data_run, small_mnist_dir):
-  _, _, nodes = data_run
+def test_example_gen_writes_splits_of_real_mnist(data_run, mnist_dir):
+  config, nodes = data_run
   uri = _uri(nodes, 'IdxExampleGen', 'examples')
-  images, labels = idx.load(small_mnist_dir, 'train')
-  valid = idx.split_indices(1200, 200, config_lib.load().split_seed)['valid']
+  # The smoke profile keeps the first 2000 training and 500 test images.
+  images, labels = idx.load(mnist_dir, 'train')
+  images, labels = images[:2000], labels[:2000]
+  valid = idx.split_indices(2000, 200, config.split_seed)['valid']
   train, held_out = _read_split(uri, 'train'), _read_split(uri, 'valid')
-  assert (len(train), len(held_out)) == (1000, 200)
+  assert (len(train), len(held_out)) == (1800, 200)
   evaluation = _read_split(uri, 'eval')
-  assert len(evaluation) == 300
+  assert len(evaluation) == 500
   # The held-out split is exactly the seeded choice, byte for byte.
   got = sorted((e.features.feature['label'].int64_list.value[0],
                 tuple(e.features.feature['image'].int64_list.value))
                for e in held_out)
   want = sorted((int(labels[i]), tuple(images[i].tolist())) for i in valid)
   assert got == want
-  test_images, test_labels = idx.load(small_mnist_dir, 'test')
+  _, test_labels = idx.load(mnist_dir, 'test')
   assert sorted(e.features.feature['label'].int64_list.value[0]
-                for e in evaluation) == sorted(test_labels.tolist())
+                for e in evaluation) == sorted(test_labels[:500].tolist())
 
 
 def test_validation_passes_and_transform_ran(data_run):
-  config, times, nodes = data_run
+  _, nodes = data_run
   assert DATA_NODES <= set(nodes)
   assert all(nodes[n].state == 'COMPLETE' for n in DATA_NODES)
-  assert set(times) >= {'IdxExampleGen', 'StatisticsGen', 'Transform'}
   transformed = _uri(nodes, 'Transform', 'transformed_examples')
   example = _read_split(transformed, 'eval')[0]
   image = np.array(example.features.feature['image_xf'].float_list.value)
@@ -86,11 +91,16 @@ def test_validation_passes_and_transform_ran(data_run):
   assert image.max() > 0.5  # a digit, not a blank
 
 
-def test_rerun_is_cached(data_run):
-  config, _, _ = data_run
-  seen = []
-  local_runner.run(config, out=seen.append)
-  assert any('Transform done' in line and '(cached)' in line for line in seen), seen
+def test_rerun_is_cached_and_pushes_nothing(smoke_pipeline):
+  with changed_in_place(smoke_pipeline) as config:
+    seen = []
+    local_runner.run(config, out=seen.append)
+    for step in ('IdxExampleGen', 'Transform', 'Trainer'):
+      assert any(f'{step} done' in line and '(cached)' in line
+                 for line in seen), (step, seen)
+    summary = run_report.summarize(config)
+    assert summary.pushed and not summary.pushed_new_version
+    assert atomic_pusher.versions(config.model_base_path) == [1]
 
 
 def test_gate_stops_pipeline_on_anomalies(mnist_dir, tmp_path):

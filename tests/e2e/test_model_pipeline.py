@@ -1,9 +1,11 @@
-"""Trainer, baseline Resolver, Evaluator and Pusher in real local pipeline runs.
+"""Trainer, baseline Resolver, Evaluator, InfraValidator and Pusher in real local
+pipeline runs.
 
-Two runs of the smoke profile share one pipeline root and metadata store: the
-first is blessed and pushed; the second trains on a few dozen examples, must not be
-blessed against the first as baseline, and must leave the serving directory as it
-was.
+The suite's shared smoke run (tests/conftest.py) is blessed and pushed. Tests that
+run again do so on a copy of it (same metadata store, data steps from the cache):
+a barely trained candidate must not be blessed against the first as baseline, a
+model that cannot serve must not be pushed, and either leaves the serving
+directory as it was.
 """
 
 import dataclasses
@@ -25,6 +27,10 @@ from pipeline import local_runner
 from pipeline import mlmd
 from pipeline import pipeline as pipeline_lib
 from pipeline.reports import run_report
+from tests.testutil.pipeline_runs import changed_in_place
+
+# Runs the pipeline, or reads the shared smoke run.
+pytestmark = pytest.mark.pipeline
 
 
 def _node(config, node_id):
@@ -111,36 +117,29 @@ def test_signatures_agree_on_the_same_images(first_run, mnist_dir):
   assert (probabilities.argmax(axis=1) == labels).mean() > 0.5
 
 
-def test_unchanged_rerun_pushes_nothing(first_run):
-  config, _ = first_run
-  local_runner.run(config, out=lambda line: None)
-  summary = run_report.summarize(config)
-  assert summary.pushed and not summary.pushed_new_version
-  assert atomic_pusher.versions(config.model_base_path) == [1]
-
-
 def test_worse_candidate_is_not_blessed_against_the_baseline(first_run):
   config, first = first_run
   first_model_id = dict(_node(config, 'Trainer').outputs)['model'].id
-  # A few dozen training examples and no absolute floor: only the comparison
+  # The same data (its steps come from the cache) and a network that barely
+  # moves from its initial weights, with no absolute floor: only the comparison
   # with the baseline can stop this model.
   worse = config.replace(
-      max_train_examples=60, valid_examples=20,
-      training=config_lib.TrainingConfig(epochs=1, filters=4, batch_size=16,
-                                          augment=False),
+      training=dataclasses.replace(config.training, epochs=1, filters=2,
+                                   learning_rate=1e-5),
       evaluation=config_lib.EvaluationConfig(min_accuracy=0.0,
                                              max_accuracy_drop=0.01))
-  local_runner.run(worse, out=lambda line: None)
-  summary = run_report.summarize(worse)
-  assert summary.evaluation.baseline == pytest.approx(
-      first.evaluation.candidate, abs=1e-6)
-  assert summary.evaluation.candidate < summary.evaluation.baseline - 0.01
-  assert not summary.evaluation.blessed
-  assert any('change vs baseline' in f for f in summary.evaluation.failures)
-  assert summary.pushed is False
-  assert atomic_pusher.versions(config.model_base_path) == [1]
-  assert _input_artifact_ids(worse, 'Evaluator', 'baseline_model') == [
-      first_model_id]
+  with changed_in_place(worse):
+    local_runner.run(worse, out=lambda line: None)
+    summary = run_report.summarize(worse)
+    assert summary.evaluation.baseline == pytest.approx(
+        first.evaluation.candidate, abs=1e-6)
+    assert summary.evaluation.candidate < summary.evaluation.baseline - 0.01
+    assert not summary.evaluation.blessed
+    assert any('change vs baseline' in f for f in summary.evaluation.failures)
+    assert summary.pushed is False
+    assert atomic_pusher.versions(worse.model_base_path) == [1]
+    assert _input_artifact_ids(worse, 'Evaluator', 'baseline_model') == [
+        first_model_id]
 
 
 def test_a_blessed_model_that_cannot_serve_is_not_pushed(first_run, monkeypatch):
@@ -162,19 +161,20 @@ def test_a_blessed_model_that_cannot_serve_is_not_pushed(first_run, monkeypatch)
       training=dataclasses.replace(config.training, epochs=1),
       evaluation=config_lib.EvaluationConfig(min_accuracy=0.0,
                                              max_accuracy_drop=1.0))
-  local_runner.run(broken, out=lambda line: None)
-  summary = run_report.summarize(broken)
-  assert summary.evaluation.blessed, summary.evaluation.failures
-  infra = summary.infra_validation
-  assert not infra.blessed
-  assert "signature 'predict_images' (Classify) failed in the model server" in (
-      infra.reason)
-  assert summary.pushed is False
-  assert atomic_pusher.versions(config.model_base_path) == [1]
-  lines = run_report.format_summary(summary)
-  assert f'infra validation: FAILED ({infra.reason})' in lines
-  assert ('not pushed (failed infra validation): the serving directory is '
-          'unchanged') in lines
+  with changed_in_place(broken):
+    local_runner.run(broken, out=lambda line: None)
+    summary = run_report.summarize(broken)
+    assert summary.evaluation.blessed, summary.evaluation.failures
+    infra = summary.infra_validation
+    assert not infra.blessed
+    assert "signature 'predict_images' (Classify) failed in the model server" in (
+        infra.reason)
+    assert summary.pushed is False
+    assert atomic_pusher.versions(broken.model_base_path) == [1]
+    lines = run_report.format_summary(summary)
+    assert f'infra validation: FAILED ({infra.reason})' in lines
+    assert ('not pushed (failed infra validation): the serving directory is '
+            'unchanged') in lines
 
 
 def test_the_pushed_model_passed_infra_validation(first_run):
@@ -219,7 +219,7 @@ mnist_trainer.run_fn(fn_args_utils.FnArgs(
     eval_files=[examples + "/Split-valid/*"],
     transform_output=graph, serving_model_dir=out + "/serving",
     model_run_dir=out + "/run",
-    custom_config={"training": {"epochs": 1, "filters": 4, "batch_size": 8,
+    custom_config={"training": {"epochs": 1, "filters": 4, "batch_size": 64,
                                 "augment": False}}))
 print("REPLICAS", strategy.num_replicas_in_sync)
 '''

@@ -46,6 +46,9 @@ from serving import inference
 from tests.testutil import tf_serving_models
 from tests.testutil.model_servers import free_port
 
+# Every test here starts model-server or mnist-tfx processes.
+pytestmark = pytest.mark.processes
+
 REPO = config_lib.REPO_ROOT
 VERSION = 123
 REGRESS = contract.REGRESS_METHOD

@@ -35,9 +35,12 @@ State = get_model_status_pb2.ModelVersionStatus.State
 
 
 @pytest.fixture(scope='module')
-def template_version(smoke_model_version):
-  """The version directory to copy from when pushing: the smoke pipeline's model."""
-  return smoke_model_version
+def template_version(tmp_path_factory):
+  """The version directory to copy from when pushing: a stand-in model with the
+  pushed model's signatures, saved once for the module."""
+  return stand_in_models.save_module(
+      stand_in_models.LinearDigits(1),
+      str(tmp_path_factory.mktemp('template') / 'model'))
 
 
 @pytest.fixture

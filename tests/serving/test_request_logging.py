@@ -167,6 +167,7 @@ def test_unknown_collector_type_is_refused(tmp_path):
     model_registry.model_configs(config)
 
 
+@pytest.mark.processes
 def test_serve_process_writes_readable_logs_while_running(model_base_path,
                                                           tmp_path):
   """`mnist-tfx serve --model_config_file` as a process: the log reads while

@@ -32,6 +32,9 @@ from pipeline import config as config_lib
 from tests.testutil import model_servers
 from tests.testutil.model_servers import free_port
 
+# Every test here starts model-server or mnist-tfx processes.
+pytestmark = pytest.mark.processes
+
 
 def _half_plus_two(path: str) -> None:
   module = tf.Module()

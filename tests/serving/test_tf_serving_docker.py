@@ -5,9 +5,14 @@ spells again because a shell script cannot import them."""
 import os
 import subprocess
 
+import pytest
+
 from models import serving_contract as contract
 from pipeline import config as config_lib
 from serving import options as options_lib
+
+# Builds or drives the packaging and set-up scripts, not the product.
+pytestmark = pytest.mark.packaging
 
 REPO = config_lib.REPO_ROOT
 

@@ -13,6 +13,9 @@ import pytest
 
 from pipeline import config as config_lib
 
+# Builds or drives the packaging and set-up scripts, not the product.
+pytestmark = pytest.mark.packaging
+
 ENV_SH = os.path.join(config_lib.REPO_ROOT, 'tools', 'environment.sh')
 STAMP = '.mnist-tfx-ready'
 # Fills the directory like a real build would, and records that it ran.

@@ -16,6 +16,9 @@ from tests.testutil.cli import mnist_tfx
 from tests.testutil.cli import snapshot
 from tests.testutil.mnist_files import write_slice
 
+# Every test here starts model-server or mnist-tfx processes.
+pytestmark = pytest.mark.processes
+
 BAD_SET = ('--set', 'training.augment=ture')
 
 

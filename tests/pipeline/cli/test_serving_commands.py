@@ -94,6 +94,7 @@ def test_predict_needs_images():
 
 
 # --- serve ------------------------------------------------------------------------
+@pytest.mark.processes
 def test_serve_command(model_base_path, tmp_path):
   """The real command in its own process: flags, batching file, SIGTERM."""
   grpc_port, rest_port = model_servers.free_port(), model_servers.free_port()

@@ -14,6 +14,9 @@ from pipeline.reports import statistics_report
 from tests.testutil.mnist_files import write_slice
 from tests.testutil.pipeline_runs import run_validation
 
+# Runs the pipeline, or reads the shared smoke run.
+pytestmark = pytest.mark.pipeline
+
 
 def _config(data_dir, output_dir, **changes):
   return config_lib.load('smoke', data_dir=data_dir, output_dir=output_dir,
