@@ -2,7 +2,8 @@
 
 Both write the same train/valid/eval splits of gzipped tf.Examples; the component
 does it as a TFX component (driver, Beam, MLMD), the baseline as a loop over numpy
-arrays with tf.io.TFRecordWriter. Prints both wall times and their ratio.
+arrays with tf.io.TFRecordWriter. Prints both wall times and their ratio, and
+appends them to bench/results/example_gen_benchmark.csv (bench/results.py).
 
   ./mnist-tfx shell -c 'python bench/example_gen_benchmark.py [--running_mode in_memory|multi_processing]'
 """
@@ -20,6 +21,8 @@ from components.idx_example_gen import IdxExampleGen
 from models import features
 from pipeline import config as config_lib
 from pipeline import data
+
+import results as bench_results  # bench/results.py, beside this script
 
 
 def numpy_conversion(data_dir: str, out_dir: str, config) -> int:
@@ -75,6 +78,12 @@ def main():
   print(f'plain numpy conversion:      {numpy_seconds:6.1f} s')
   print(f'IdxExampleGen ({mode}): {component_seconds:6.1f} s (whole LocalDagRunner run)')
   print(f'ratio component / numpy:     {component_seconds / numpy_seconds:6.2f}')
+  bench_results.record_and_say('example_gen_benchmark', {
+      'examples': count,
+      'numpy_s': round(numpy_seconds, 1),
+      'component_s': round(component_seconds, 1),
+      'ratio': round(component_seconds / numpy_seconds, 2),
+  }, {'running_mode': mode})
 
 
 if __name__ == '__main__':

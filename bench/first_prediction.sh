@@ -6,8 +6,10 @@
 #   ./mnist-tfx run        builds the environment, fetches MNIST, runs the pipeline
 #   ./mnist-tfx serve      serves the pushed model (gRPC on a free port)
 #   ./mnist-tfx predict    the first answer from it
-# and prints the time of each step and the total. Everything it made is removed at
-# the end (KEEP=1 keeps it). Needs what a new machine needs: network, root, npm.
+# and prints the time of each step and the total, then appends them as one row to
+# bench/results/first_prediction.csv (bench/results.py, run with the host's
+# python3). Everything it made is removed at the end (KEEP=1 keeps it). Needs what
+# a new machine needs: network, root, npm.
 # PROFILE names the run's profile (default: the default profile, full).
 #
 #   bench/first_prediction.sh
@@ -44,7 +46,8 @@ git clone -q "$repo" "$work/mnist-tfx"
 cd "$work/mnist-tfx"
 
 step=$(date +%s)
-./mnist-tfx run ${PROFILE:+--profile "$PROFILE"} | tee "$work/run.txt"
+# stderr is kept too: the environment's build time is reported there.
+./mnist-tfx run ${PROFILE:+--profile "$PROFILE"} 2> >(tee "$work/run.err" >&2) | tee "$work/run.txt"
 run_seconds=$(seconds_since "$step")
 
 step=$(date +%s)
@@ -64,3 +67,13 @@ echo "fresh clone to first served prediction (profile ${PROFILE:-full}, $(nproc)
 echo "  ./mnist-tfx run (set-up, data, pipeline): $((run_seconds / 60)) min $((run_seconds % 60)) s"
 echo "  ./mnist-tfx serve until predict answers:  $((serve_seconds / 60)) min $((serve_seconds % 60)) s"
 echo "  total:                                    $((total / 60)) min $((total % 60)) s"
+
+# The figures, and three read from what `run` printed (empty when not found).
+first_match() { sed -n "s/$1/\1/p;T;q" "$2"; }
+environment_seconds=$(first_match '.*environment ready in \([0-9]*\) s.*' "$work/run.err")
+trainer_seconds=$(first_match '^\[[0-9]*\/[0-9]*\] Trainer done in \([0-9.]*\) s$' "$work/run.txt")
+accuracy=$(first_match '^test accuracy: candidate \([0-9.]*\)%.*' "$work/run.txt")
+python3 "$repo/bench/results.py" first_prediction \
+  --settings "profile=${PROFILE:-full};cores=$(nproc)" \
+  environment_s="$environment_seconds" run_s="$run_seconds" serve_s="$serve_seconds" \
+  total_s="$total" trainer_s="$trainer_seconds" test_accuracy_pct="$accuracy" || true

@@ -7,7 +7,9 @@
     precision and best-epoch rule, evaluate on the test set, save a SavedModel.
 
 Prints the test accuracy of both, the pipeline's per-component times and the ratio
-pipeline time / plain-script time. One run at a time: both use every core.
+pipeline time / plain-script time, and appends them to
+bench/results/pipeline_vs_keras.csv (bench/results.py). One run at a time: both
+use every core.
 
   ./mnist-tfx shell -c 'python bench/pipeline_vs_keras.py [--set training.epochs=N ...]'
 """
@@ -24,6 +26,8 @@ from pipeline import config as config_lib
 from pipeline import data
 from pipeline import local_runner
 from pipeline.reports import run_report
+
+import results as bench_results  # bench/results.py, beside this script
 
 
 def plain_keras(config: config_lib.PipelineConfig, out_dir: str) -> float:
@@ -87,6 +91,16 @@ def main():
   print(f'plain Keras script:             {plain_seconds:7.1f} s, '
         f'test accuracy {100 * plain_accuracy:.2f}%')
   print(f'ratio pipeline / plain:         {pipeline_seconds / plain_seconds:7.3f}')
+  hp = config.training
+  bench_results.record_and_say('pipeline_vs_keras', {
+      'pipeline_s': round(pipeline_seconds, 1),
+      'plain_s': round(plain_seconds, 1),
+      'ratio': round(pipeline_seconds / plain_seconds, 3),
+      'pipeline_accuracy_pct': round(100 * summary.evaluation.candidate, 2),
+      'plain_accuracy_pct': round(100 * plain_accuracy, 2),
+  }, {'profile': config.profile, 'epochs': hp.epochs,
+      'batch': hp.batch_size, 'seed': hp.seed,
+      'overrides': ','.join(args.overrides) or 'none'})
 
 
 if __name__ == '__main__':

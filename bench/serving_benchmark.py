@@ -23,6 +23,9 @@ include the cost of generating the load; the last two columns say how many cores
 the server ("cpu s") and this process ("cpu c": the gRPC client, or the in-process
 calls) kept busy during each run.
 
+The pooled figures are appended as one row to bench/results/serving_benchmark.csv
+(bench/results.py; `recorded_figures` says which).
+
 This is a script, not a test: it takes about a minute a round, plus the memory
 load, and needs quiet cores.
 """
@@ -57,6 +60,9 @@ from pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
 from serving import client  # pylint: disable=g-import-not-at-top,wrong-import-position
 from serving import mnist_inputs  # pylint: disable=g-import-not-at-top,wrong-import-position
 from serving import storage_path  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+# bench/results.py, beside this script.
+import results as bench_results  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 REPO = config_lib.REPO_ROOT
 
@@ -335,6 +341,54 @@ def write_stand_in(export_dir: str, architecture: str) -> None:
                       signatures={contract.IMAGES_SIGNATURE: predict_images})
 
 
+def recorded_figures(results, batch: int, memory) -> dict:
+  """The row of bench/results/serving_benchmark.csv: the pooled figures the
+  targets and the docs quote, at the default concurrency levels (empty where a
+  level was not run)."""
+
+  def figure(kind, size, concurrency, what):
+    result = results.get((kind, size, concurrency))
+    if result is None or not len(result.latencies):
+      return None
+    if what == 'req_s':
+      return round(result.throughput)
+    if what == 'images_s':
+      return round(result.throughput * result.images_per_request)
+    if what == 'server_cores':
+      return round(result.cpu[0], 2)
+    percentile = {'p50_ms': 50, 'p99_ms': 99}[what]
+    return round(float(np.percentile(result.latencies, percentile)) * 1000, 2)
+
+  def ratio(size, concurrency):
+    grpc_rate = figure('grpc', size, concurrency, 'req_s')
+    local = results.get(('local', size, concurrency))
+    if grpc_rate is None or local is None or not local.throughput:
+      return None
+    return round(results['grpc', size, concurrency].throughput /
+                 local.throughput, 2)
+
+  first, last, peak = memory or (None, None, None)
+  return {
+      'grpc_1img_c1_req_s': figure('grpc', 1, 1, 'req_s'),
+      'grpc_1img_c8_req_s': figure('grpc', 1, 8, 'req_s'),
+      'grpc_1img_c32_req_s': figure('grpc', 1, 32, 'req_s'),
+      'inproc_1img_c8_req_s': figure('local', 1, 8, 'req_s'),
+      'inproc_1img_c32_req_s': figure('local', 1, 32, 'req_s'),
+      'ratio_1img_c32': ratio(1, 32),
+      'grpc_1img_c8_p50_ms': figure('grpc', 1, 8, 'p50_ms'),
+      'grpc_1img_c8_p99_ms': figure('grpc', 1, 8, 'p99_ms'),
+      'grpc_batch_c8_images_s': figure('grpc', batch, 8, 'images_s'),
+      'inproc_batch_c8_images_s': figure('local', batch, 8, 'images_s'),
+      'grpc_batch_c32_images_s': figure('grpc', batch, 32, 'images_s'),
+      'inproc_batch_c32_images_s': figure('local', batch, 32, 'images_s'),
+      'server_cores_1img_c32': figure('grpc', 1, 32, 'server_cores'),
+      'errors': sum(r.errors for key, r in results.items() if key[0] == 'grpc'),
+      'memory_start_mb': None if first is None else round(first),
+      'memory_end_mb': None if last is None else round(last),
+      'memory_peak_mb': None if peak is None else round(peak),
+  }
+
+
 def latest_version_dir(base_path: str) -> str:
   versions = storage_path.version_dirs(base_path)
   if not versions:
@@ -463,6 +517,18 @@ def main() -> None:
     print(f'server resident memory under {args.memory_seconds:g} s of single-image '
           f'load at concurrency 32: {first:.0f} MB after the first 10%, {last:.0f} '
           f'MB at the end, peak {peak:.0f} MB ({last - first:+.0f} MB)')
+  model_setting = (args.model_base_path if args.model_base_path
+                   else f'stand-in:{args.stand_in}')
+  bench_results.record_and_say(
+      'serving_benchmark', recorded_figures(results, args.batch, memory), {
+          'model': model_setting,
+          'version': os.path.basename(latest_version_dir(base_path)),
+          'rounds': args.rounds, 'seconds': f'{args.seconds:g}',
+          'batch': args.batch, 'concurrency': args.concurrency,
+          'batching': (os.path.relpath(args.batching_parameters_file, REPO)
+                       if args.batching_parameters_file else 'off'),
+          'grpc_max_threads': request_threads,
+          'server_flags': args.server_flags or 'none'})
   if scratch:
     shutil.rmtree(scratch, ignore_errors=True)
 

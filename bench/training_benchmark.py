@@ -7,12 +7,14 @@ rounds of the same number of steps, so that a noisy machine slows both alike. Fo
 each it prints the training throughput (images/s over the steady part of each
 round, median over rounds) and the projected training time
 of a full run (epochs x training images / throughput), then their ratio: the share
-of the reference's training compute the default needs.
+of the reference's training compute the default needs. The figures are appended
+to bench/results/training_benchmark.csv (bench/results.py).
 
   ./mnist-tfx shell -c 'python bench/training_benchmark.py [--rounds 5] [--steps 60]'
 """
 
 import argparse
+import os
 import statistics
 import time
 
@@ -26,6 +28,8 @@ from models.trainer import model as model_lib
 from models.trainer import progress
 from pipeline import config as config_lib
 from pipeline import data
+
+import results as bench_results  # bench/results.py, beside this script
 
 PROFILES = ('reference', 'full')
 TARGET_RATIO = 1 / 3
@@ -102,22 +106,35 @@ def main():
     print(f'round {round_number}/{args.rounds}: ' + ', '.join(
         f'{name} {rates[name][-1]:.0f} images/s' for name in PROFILES), flush=True)
 
-  projected = {}
+  projected, medians, sides = {}, {}, {}
   print(f'{"profile":10s} {"networks x filters":19s} {"input":5s} {"precision":15s} '
         f'{"epochs":>6s} {"batch":>5s} {"images/s":>9s}  '
         'projected training time of a full run')
   for name, config in configs.items():
     hp = config.training
-    rate = statistics.median(rates[name])
+    rate = medians[name] = statistics.median(rates[name])
     projected[name] = hp.epochs * len(images) / rate
     networks = f'{hp.members} {hp.architecture} x {hp.filters}'
-    side = images.shape[1] - 2 * hp.crop  # what each network sees (model.py)
+    # What each network sees (model.py).
+    side = sides[name] = images.shape[1] - 2 * hp.crop
     print(f'{name:10s} {networks:19s} {f"{side}x{side}":5s} {policies[name]:15s} '
           f'{hp.epochs:6d} {hp.batch_size:5d} {rate:9.0f}  '
           f'{progress.duration(projected[name])}')
   ratio = projected['full'] / projected['reference']
   print(f'ratio full / reference: {ratio:.3f} (target <= {TARGET_RATIO:.2f}: '
         f'{"met" if ratio <= TARGET_RATIO else "NOT met"})')
+  bench_results.record_and_say('training_benchmark', {
+      'reference_images_per_s': round(medians['reference']),
+      'full_images_per_s': round(medians['full']),
+      'reference_train_s': round(projected['reference']),
+      'full_train_s': round(projected['full']),
+      'ratio': round(ratio, 3),
+  }, {'rounds': args.rounds, 'steps': args.steps,
+      'precision_reference': policies['reference'],
+      'precision_full': policies['full'],
+      'input_reference': f'{sides["reference"]}x{sides["reference"]}',
+      'input_full': f'{sides["full"]}x{sides["full"]}',
+      'onednn': os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')})
 
 
 if __name__ == '__main__':

@@ -7,7 +7,7 @@
 # Beam's SDK harness launcher only comes from Docker Hub (apache/beam_python3.13_sdk),
 # so /opt/apache/beam/boot is a stub here that exits 1: the image runs every step of
 # the compiled pipeline, but cannot be a Beam worker image for Dataflow, Flink or
-# Spark. Build the image you push with `docker build` (README.md, "Deploy on Kubeflow").
+# Spark. Build the image you push with `docker build` (docs/kubeflow.md).
 #
 # Usage: kubeflow/build-image-local.sh [TAG]     (default localhost/mnist-tfx:dev)
 # Environment: TENSORFLOW_EXTRAS=and-cuda for the Trainer's GPU image.
