@@ -68,6 +68,19 @@ def import_tensorflow_quietly() -> None:
     import tensorflow  # pylint: disable=g-import-not-at-top,unused-import,import-outside-toplevel
 
 
+def start_tensorflow_quietly() -> None:
+  """Starts TensorFlow's runtime without the lines it prints as it does.
+
+  TensorFlow looks for GPUs when its runtime starts (the first device listing or
+  model load), not when it is imported, and on a machine without CUDA it says
+  "failed call to cuInit" through the same C++ logging. Thread settings must come
+  before this: the runtime takes them when it starts.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  with stderr_discarded():
+    tf.config.list_logical_devices()
+
+
 def quiet_tensorflow(command: Callable[..., Any]) -> Callable[..., Any]:
   """Decorates a CLI command that loads TensorFlow: it is loaded quietly first."""
 

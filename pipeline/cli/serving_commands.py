@@ -92,7 +92,8 @@ def _server_flags(command):
               'the pipeline\'s model name).')
 @click.option('--output-dir', 'output_dir', default=None,
               help='Pipeline output dir whose pushed model is served.')
-@click.option('-v', '--verbose', is_flag=True, help='Log every request.')
+@click.option('-v', '--verbose', is_flag=True,
+              help='Log every request, and show TensorFlow\'s start-up lines.')
 @click.pass_context
 def serve(ctx, print_version, profile, output_dir, verbose, **flags):
   """Serve models over TF Serving's gRPC and REST APIs, with its flags.
@@ -117,7 +118,9 @@ def serve(ctx, print_version, profile, output_dir, verbose, **flags):
   if not options.port and not options.grpc_socket_path:
     raise click.UsageError('At least one of --port or --grpc_socket_path must '
                            'be set')
-  output_capture.import_tensorflow_quietly()
+  # TensorFlow's C++ start-up lines (oneDNN, CUDA probing) only with -v.
+  if not verbose:
+    output_capture.import_tensorflow_quietly()
   # pylint: disable=g-import-not-at-top
   from google.protobuf import text_format
   from serving import model_registry
@@ -158,6 +161,8 @@ def serve(ctx, print_version, profile, output_dir, verbose, **flags):
           base_path=options.model_base_path or config.model_base_path,
           policy=policy, labels=labels)]
     server_lib.apply_thread_settings(options)
+    if not verbose:
+      output_capture.start_tensorflow_quietly()
     server = server_lib.ModelServer(models, options)
   except (OSError, ValueError) as e:
     raise click.UsageError(str(e)) from e

@@ -128,6 +128,10 @@ def test_serve_command(model_base_path, tmp_path):
     rest, _ = process.communicate(timeout=30)
     assert process.returncode == 0, rest
     assert 'server stopped' in rest
+    # A quiet terminal: none of TensorFlow's C++ start-up lines (without -v).
+    noise = re.compile(r'cuInit|cuda|oneDNN|absl::InitializeLog|^[IWEF]\d{4} ',
+                       re.M | re.I)
+    assert not noise.search(output + rest), output + rest
   finally:
     if process.poll() is None:
       process.kill()

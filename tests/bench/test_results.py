@@ -1,0 +1,59 @@
+"""bench/results.py: each benchmark run appends one row, with where and when it
+was measured, and a row that does not fit the file is refused."""
+
+import csv
+import os
+import sys
+
+import pytest
+
+from pipeline import config as config_lib
+
+sys.path.insert(0, os.path.join(config_lib.REPO_ROOT, 'bench'))
+import results  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def _rows(path):
+  with open(path, newline='') as f:
+    return list(csv.reader(f))
+
+
+def test_rows_carry_the_machine_the_checkout_and_the_settings(tmp_path):
+  path = results.record('speed', {'images_per_s': 812.5, 'ratio': None},
+                        {'profile': 'full', 'rounds': 7},
+                        results_dir=str(tmp_path))
+  results.record('speed', {'images_per_s': 790, 'ratio': 0.3}, 'profile=full',
+                 results_dir=str(tmp_path))
+  header, first, second = _rows(path)
+  assert header == ['date', 'commit', 'cpu', 'cpu_flags', 'settings',
+                    'images_per_s', 'ratio']
+  assert first[4:] == ['profile=full;rounds=7', '812.5', '']
+  assert second[4:] == ['profile=full', '790', '0.3']
+  assert first[1] == results.commit() != ''
+  assert first[2] == results.cpu_model()
+  # Only the instruction sets that decide precision and kernels, in order.
+  assert set(first[3].split('+')) <= set(results.RELEVANT_FLAGS) | {''}
+
+
+def test_a_row_with_other_columns_is_refused_and_the_file_kept(tmp_path):
+  path = results.record('speed', {'images_per_s': 1}, results_dir=str(tmp_path))
+  before = _rows(path)
+  with pytest.raises(ValueError, match='has the columns'):
+    results.record('speed', {'images_per_second': 1}, results_dir=str(tmp_path))
+  assert _rows(path) == before
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+  cpuinfo = tmp_path / 'cpuinfo'
+  cpuinfo.write_text('processor\t: 0\nmodel name\t: Some CPU\n'
+                     'flags\t\t: fpu avx2 amx_tile avx512_bf16 sse\n\n'
+                     'processor\t: 1\nmodel name\t: Other\n')
+  assert results.cpu_model(str(cpuinfo)) == 'Some CPU'
+  assert results.cpu_flags(str(cpuinfo)) == 'avx2+avx512_bf16+amx_tile'
+
+
+def test_the_shipped_result_files_are_well_formed():
+  for name in os.listdir(results.RESULTS_DIR):
+    rows = _rows(os.path.join(results.RESULTS_DIR, name))
+    assert rows[0][:5] == list(results.CONTEXT_COLUMNS), name
+    assert {len(row) for row in rows[1:]} == {len(rows[0])}, name
