@@ -1,6 +1,8 @@
-"""Choosing where to train (TPU, all GPUs, or the CPU) and in which precision."""
+"""Choosing where to train (several workers, TPU, all GPUs, or the CPU) and in
+which precision."""
 
 import glob
+import json
 import os
 
 from absl import logging
@@ -63,13 +65,48 @@ def set_precision_policy(mixed_precision: bool, device: str = '') -> str:
   return policy
 
 
+def cluster_workers() -> int:
+  """How many training processes TF_CONFIG names (0 without TF_CONFIG): what
+  Vertex AI's worker pools, a Kubeflow TFJob or multi_worker.py set."""
+  try:
+    cluster = json.loads(os.environ.get('TF_CONFIG') or '{}').get('cluster', {})
+  except ValueError as e:
+    raise ValueError(f'TF_CONFIG is not JSON: {e}') from None
+  return sum(len(cluster.get(kind, [])) for kind in ('chief', 'worker'))
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+  """Whether this process writes the outputs: the chief of a cluster (the task
+  named `chief`, else worker 0), or the only process there is."""
+  resolver = getattr(strategy, 'cluster_resolver', None)
+  task_type = getattr(resolver, 'task_type', None)
+  if not task_type:
+    return True
+  if task_type == 'chief':
+    return True
+  return (task_type == 'worker' and resolver.task_id == 0 and
+          'chief' not in resolver.cluster_spec().as_dict())
+
+
 def choose_strategy(mixed_precision: bool = False) -> tf.distribute.Strategy:
-  """TPUStrategy when a TPU is found, MirroredStrategy over all GPUs (or over
+  """MultiWorkerMirroredStrategy when TF_CONFIG names several processes;
+  TPUStrategy when a TPU is found, MirroredStrategy over all GPUs (or over
   several logical CPU devices, as tests set up), else the default strategy; and
   the precision policy for that device (`set_precision_policy`). The softmax
   output stays float32 (see model.py's Dense), and the export is float32
   (model.float32_twin).
   """
+  if cluster_workers() > 1:
+    # Its cluster comes from TF_CONFIG; each process trains on its local devices
+    # and the gradients are all-reduced across processes every step. Made first:
+    # it configures TensorFlow's runtime, which looking at devices would start.
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    device = training_device()
+    set_precision_policy(mixed_precision, device)
+    logging.info('Training as %s %d of a %d-process cluster on %s',
+                 strategy.cluster_resolver.task_type,
+                 strategy.cluster_resolver.task_id, cluster_workers(), device)
+    return strategy
   device = training_device()
   set_precision_policy(mixed_precision, device)
   if device == 'TPU':

@@ -22,6 +22,7 @@ from models import features
 from models.trainer import distribution
 from models.trainer import export
 from models.trainer import model as model_lib
+from models.trainer import multi_worker
 from models.trainer import progress
 from models.trainer.training_config import TrainingConfig
 
@@ -69,6 +70,11 @@ def batched_without_autotuning(dataset: tf.data.Dataset, batch_size: int,
   """
   options = tf.data.Options()
   options.autotune.enabled = False
+  # Several training processes (MultiWorkerMirroredStrategy) each read every
+  # record and keep their own share of the examples: Transform may write fewer
+  # files than there are workers, so the files cannot be what is shared out.
+  options.experimental_distribute.auto_shard_policy = (
+      tf.data.experimental.AutoShardPolicy.DATA)
   return (dataset.batch(batch_size, drop_remainder=drop_remainder)
           .prefetch(2).with_options(options))
 
@@ -76,6 +82,9 @@ def batched_without_autotuning(dataset: tf.data.Dataset, batch_size: int,
 def run_fn(fn_args: tfx.components.FnArgs):
   """Trains and exports the model; called by the TFX Trainer."""
   hp = TrainingConfig(**(fn_args.custom_config or {}).get('training', {}))
+  if hp.workers > 1 and not distribution.cluster_workers():
+    multi_worker.train_on_local_cluster(fn_args, hp.workers)
+    return
   # One seed for Python, NumPy and TensorFlow: weights, dropout, augmentation and
   # (below) the shuffles, so that a run can be repeated.
   keras.utils.set_random_seed(hp.seed)
@@ -103,13 +112,18 @@ def run_fn(fn_args: tfx.components.FnArgs):
           keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir),
       ])
 
+  # Every worker reads the trained weights: batch norm's moving statistics are
+  # averaged across the workers as they are read, which takes all of them.
+  served = model_lib.averaged(model_lib.float32_twin(model, hp))
+  if not distribution.is_chief(strategy):
+    return  # It trained with the chief; the chief writes the outputs.
   # What the run report plots: per-epoch curves and the epoch that was kept.
   tf.io.gfile.makedirs(fn_args.model_run_dir)
   with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, 'history.json'),
                          'w') as f:
     json.dump({'history': history.history, 'best_epoch': best.best_epoch + 1,
                'replicas': strategy.num_replicas_in_sync,
+               'workers': max(1, distribution.cluster_workers()),
                'training': dataclasses.asdict(hp)}, f)
 
-  export.export(model_lib.averaged(model_lib.float32_twin(model, hp)),
-                tf_transform_output, fn_args.serving_model_dir)
+  export.export(served, tf_transform_output, fn_args.serving_model_dir)

@@ -69,6 +69,12 @@ class TrainingConfig:
   # Seeds weight initialisation, shuffling and augmentation: the same seed on the
   # same machine and TensorFlow build trains the same model.
   seed: int = 0
+  # Training processes, under MultiWorkerMirroredStrategy. 1: the Trainer's own
+  # process. More, where no cluster is given: that many worker processes on this
+  # machine, on loopback (multi_worker.py). Where a cluster gives TF_CONFIG
+  # (Vertex AI worker pools, a Kubeflow TFJob), its workers train and this is
+  # not read.
+  workers: int = 1
   # 16-bit compute where the hardware has it: float16 on GPU, bfloat16 on TPU and
   # on CPUs with AVX512-BF16 or AMX; float32 elsewhere (distribution.py). The
   # exported model computes in float32 either way.
@@ -80,6 +86,9 @@ class TrainingConfig:
     if self.members < 1:
       raise ValueError(f'training.members={self.members}: a model needs at '
                        'least one network (1: a single network, no ensemble)')
+    if self.workers < 1:
+      raise ValueError(f'training.workers={self.workers}: choose 1 (the '
+                       'Trainer alone) or more worker processes')
     if not 0 <= self.crop <= MAX_CROP:
       raise ValueError(f'training.crop={self.crop}: choose 0 to {MAX_CROP} '
                        'pixels (the network needs at least 16x16 of the image)')

@@ -1,6 +1,11 @@
-"""Which precision the Trainer computes in, from what the hardware offers."""
+"""Which precision the Trainer computes in, from what the hardware offers, and
+which processes train together."""
+
+import json
+import types
 
 import pytest
+import tensorflow as tf
 
 from models.trainer import distribution
 
@@ -46,3 +51,29 @@ def test_tensorflow_computes_with_onednn_here():
   this checks that the setting reaches TensorFlow inside the environment."""
   from tensorflow.python.util import _pywrap_util_port  # pylint: disable=g-import-not-at-top
   assert _pywrap_util_port.IsMklEnabled()
+
+
+def test_tf_config_names_the_cluster(monkeypatch):
+  monkeypatch.delenv('TF_CONFIG', raising=False)
+  assert distribution.cluster_workers() == 0
+  monkeypatch.setenv('TF_CONFIG', json.dumps({
+      'cluster': {'chief': ['a:1'], 'worker': ['b:1', 'c:1'], 'ps': ['d:1']},
+      'task': {'type': 'worker', 'index': 0}}))
+  assert distribution.cluster_workers() == 3  # parameter servers do not train
+  monkeypatch.setenv('TF_CONFIG', 'not json')
+  with pytest.raises(ValueError, match='TF_CONFIG is not JSON'):
+    distribution.cluster_workers()
+
+
+def test_the_chief_is_the_chief_task_else_worker_0():
+  def strategy(cluster, task_type, task_id):
+    resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+        tf.train.ClusterSpec(cluster), task_type=task_type, task_id=task_id)
+    return types.SimpleNamespace(cluster_resolver=resolver)
+  workers = {'worker': ['a:1', 'b:1']}
+  assert distribution.is_chief(strategy(workers, 'worker', 0))
+  assert not distribution.is_chief(strategy(workers, 'worker', 1))
+  with_chief = {'chief': ['c:1'], **workers}
+  assert distribution.is_chief(strategy(with_chief, 'chief', 0))
+  assert not distribution.is_chief(strategy(with_chief, 'worker', 0))
+  assert distribution.is_chief(tf.distribute.get_strategy())  # one process
