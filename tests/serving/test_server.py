@@ -118,9 +118,10 @@ def _rest(url, body=None, method=None):
     return e.code, dict(e.headers), e.read()
 
 
-def test_tf_serving_defaults_and_syntax(models):
-  """Bare booleans, --flag=value, REST off unless --rest_api_port, batching off
-  unless --enable_batching, and every TF Serving flag accepted."""
+@pytest.fixture(scope='module')
+def plain_server(models):
+  """One server for the tests of TF Serving's defaults: every flag spelled as TF
+  Serving spells it, none of them turning on an optional service."""
   with Server('--model_name=half_plus_two',
               f'--model_base_path={models["half_plus_two"]}',
               '--enable_model_warmup', '--file_system_poll_wait_seconds=0',
@@ -128,10 +129,29 @@ def test_tf_serving_defaults_and_syntax(models):
               '--num_load_threads=0', '--load_retry_interval_micros=1000',
               '--saved_model_tags=serve', '--tensorflow_session_parallelism=0',
               '--enable_signature_method_name_check=false') as server:
-    assert 'REST API' not in server.startup
-    assert 'batching: off' in server.startup
-    with grpc.insecure_channel(f'127.0.0.1:{server.port}') as channel:
-      assert _predict(channel) == [3.0]
+    yield server
+
+
+@pytest.fixture(scope='module')
+def tuned_server(models):
+  """One server for the flags that change how gRPC answers, which do not
+  interfere: the health service, channel arguments, tensor_content outputs."""
+  with Server('--model_name=half_plus_two',
+              f'--model_base_path={models["half_plus_two"]}',
+              '--enable_grpc_healthcheck_service',
+              '--enable_serialization_as_tensor_content',
+              '--grpc_channel_arguments=grpc.max_connection_age_ms=1000,'
+              'grpc.lb_policy_name=grpclb,grpc.so_reuseaddr=1') as server:
+    yield server
+
+
+def test_tf_serving_defaults_and_syntax(plain_server):
+  """Bare booleans, --flag=value, REST off unless --rest_api_port, batching off
+  unless --enable_batching, and every TF Serving flag accepted."""
+  assert 'REST API' not in plain_server.startup
+  assert 'batching: off' in plain_server.startup
+  with grpc.insecure_channel(f'127.0.0.1:{plain_server.port}') as channel:
+    assert _predict(channel) == [3.0]
 
 
 def test_inapplicable_flags_get_one_warning_each(models):
@@ -168,42 +188,33 @@ def test_unix_socket_only(models, tmp_path):
       assert _predict(channel) == [3.0]
 
 
-def test_grpc_channel_arguments(models):
+def test_grpc_channel_arguments(tuned_server):
   # max_connection_age_ms: the server closes connections after 1 s; the
   # client reconnects, so calls keep succeeding across that.
-  with Server('--model_name=half_plus_two',
-              f'--model_base_path={models["half_plus_two"]}',
-              '--grpc_channel_arguments=grpc.max_connection_age_ms=1000,'
-              'grpc.lb_policy_name=grpclb,grpc.so_reuseaddr=1') as server:
-    with grpc.insecure_channel(f'127.0.0.1:{server.port}') as channel:
-      for _ in range(3):
-        assert _predict(channel) == [3.0]
-        time.sleep(0.8)
+  with grpc.insecure_channel(f'127.0.0.1:{tuned_server.port}') as channel:
+    for _ in range(3):
+      assert _predict(channel) == [3.0]
+      time.sleep(0.8)
 
 
-def test_health_service(models):
-  with Server('--model_name=half_plus_two',
-              f'--model_base_path={models["half_plus_two"]}',
-              '--enable_grpc_healthcheck_service') as server:
-    with grpc.insecure_channel(f'127.0.0.1:{server.port}') as channel:
-      health = health_pb2_grpc.HealthStub(channel)
-      for service in ('', 'ModelService', 'PredictionService'):
-        response = health.Check(health_pb2.HealthCheckRequest(service=service),
-                                timeout=10)
-        assert response.status == health_pb2.HealthCheckResponse.SERVING
-      with pytest.raises(grpc.RpcError) as error:
-        health.Check(health_pb2.HealthCheckRequest(service='nope'), timeout=10)
-      assert error.value.code() == grpc.StatusCode.NOT_FOUND
+def test_health_service(tuned_server):
+  with grpc.insecure_channel(f'127.0.0.1:{tuned_server.port}') as channel:
+    health = health_pb2_grpc.HealthStub(channel)
+    for service in ('', 'ModelService', 'PredictionService'):
+      response = health.Check(health_pb2.HealthCheckRequest(service=service),
+                              timeout=10)
+      assert response.status == health_pb2.HealthCheckResponse.SERVING
+    with pytest.raises(grpc.RpcError) as error:
+      health.Check(health_pb2.HealthCheckRequest(service='nope'), timeout=10)
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-def test_no_health_service_unless_asked(models):
-  with Server('--model_name=half_plus_two',
-              f'--model_base_path={models["half_plus_two"]}') as server:
-    with grpc.insecure_channel(f'127.0.0.1:{server.port}') as channel:
-      with pytest.raises(grpc.RpcError) as error:
-        health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(), timeout=10)
-      assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
+def test_no_health_service_unless_asked(plain_server):
+  with grpc.insecure_channel(f'127.0.0.1:{plain_server.port}') as channel:
+    with pytest.raises(grpc.RpcError) as error:
+      health_pb2_grpc.HealthStub(channel).Check(
+          health_pb2.HealthCheckRequest(), timeout=10)
+    assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
 def _certificates(directory):
@@ -418,14 +429,13 @@ def test_batching_parameters_file_needs_enable_batching(models):
           'server_options.enable_batching to true') in err
 
 
-def test_output_as_tensor_content(models):
-  with Server('--model_name=half_plus_two',
-              f'--model_base_path={models["half_plus_two"]}',
-              '--enable_serialization_as_tensor_content') as server:
+def test_output_as_tensor_content(tuned_server, plain_server):
+  for server, packed in ((tuned_server, True), (plain_server, False)):
     with grpc.insecure_channel(f'127.0.0.1:{server.port}') as channel:
       output = _predict_output(channel)
-  assert output.tensor_content and not output.float_val
-  np.testing.assert_array_equal(tf.make_ndarray(output), [[3.0]])
+    assert bool(output.tensor_content) == packed
+    assert bool(output.float_val) != packed
+    np.testing.assert_array_equal(tf.make_ndarray(output), [[3.0]])
 
 
 def test_reload_config_request_replaces_the_models(models):
