@@ -72,6 +72,16 @@ def from_exception(error: BaseException) -> ServingError:
   """
   if isinstance(error, ServingError):
     return error
+  if isinstance(error, UnicodeDecodeError) and isinstance(error.object, bytes):
+    # TensorFlow could not turn its own error message into text, because the
+    # message quotes the request's bytes: ParseExample's "Could not parse
+    # example input, value: '...'" for a serialized input that is no
+    # tf.Example. TF Serving answers that as the op does, INVALID_ARGUMENT.
+    message = error.object.decode('utf-8', 'replace')
+    if message.startswith('Could not parse example input'):
+      # Up to the node name; the quoted bytes may hold line breaks.
+      return ServingError(Code.INVALID_ARGUMENT,
+                          message.split('\n\t [[')[0].split('\t [[')[0])
   code_number = getattr(error, 'error_code', None)
   message = getattr(error, 'message', None) or str(error) or type(error).__name__
   if code_number is not None:

@@ -14,6 +14,7 @@ expected.
 import base64
 import binascii
 import json
+import re
 from typing import Any, Dict, List, Mapping
 
 import numpy as np
@@ -60,8 +61,17 @@ def _decode_b64(value: Dict[str, str]) -> bytes:
     raise errors.invalid_argument('Unable to base64 decode') from None
 
 
+# Arrays and objects inside one another. A tensor has at most 64 dimensions (as
+# NumPy holds it), so a request needs far fewer; deeper ones would only exhaust
+# the stack of the code that walks them.
+MAX_JSON_DEPTH = 100
+# A \\u escape of a UTF-16 surrogate: the only way JSON text can carry one.
+_SURROGATE_ESCAPE = re.compile(rb'\\u[dD][89a-fA-F]')
+
+
 def parse(body: bytes) -> Dict[str, Any]:
-  """The request document; INVALID_ARGUMENT unless it is a JSON object."""
+  """The request document; INVALID_ARGUMENT unless it is a JSON object that
+  nests at most MAX_JSON_DEPTH deep and whose strings are Unicode text."""
   if not body.strip():
     raise errors.invalid_argument('JSON Parse error: The document is empty')
   try:
@@ -70,7 +80,33 @@ def parse(body: bytes) -> Dict[str, Any]:
     raise errors.invalid_argument(f'JSON Parse error: {e}') from None
   if not isinstance(doc, dict):
     raise errors.invalid_argument(f'JSON Value: {_debug(doc)} Is not object')
+  _check_depth(doc)
+  if _SURROGATE_ESCAPE.search(body):
+    # Python's decoder lets an unpaired surrogate through; it is no character
+    # and cannot become a protobuf string. RapidJSON, TF Serving's parser,
+    # refuses it with these words.
+    try:
+      json.dumps(doc, ensure_ascii=False).encode('utf-8')
+    except UnicodeEncodeError:
+      raise errors.invalid_argument(
+          'JSON Parse error: The surrogate pair in string is invalid.') from None
   return doc
+
+
+def _check_depth(doc: Any) -> None:
+  """INVALID_ARGUMENT if arrays and objects nest deeper than MAX_JSON_DEPTH;
+  without recursion, so that no document can exhaust the stack here."""
+  level, depth = [doc], 1
+  while level:
+    if depth > MAX_JSON_DEPTH:
+      raise errors.invalid_argument(
+          f'JSON Parse error: arrays and objects nest deeper than '
+          f'{MAX_JSON_DEPTH} levels')
+    inner = []
+    for value in level:
+      children = value.values() if isinstance(value, dict) else value
+      inner.extend(c for c in children if isinstance(c, (list, dict)))
+    level, depth = inner, depth + 1
 
 
 def signature_name(doc: Mapping[str, Any]) -> str:

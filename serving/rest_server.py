@@ -207,6 +207,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
   def do_POST(self):  # pylint: disable=invalid-name
     self._serve('POST')
 
+  def __getattr__(self, name: str):
+    # Any other method (PUT, DELETE, a made-up one) goes where TF Serving's
+    # handler sends a method and path it does not serve: "Malformed request",
+    # 400. The standard library would answer 501, a server error.
+    if name.startswith('do_'):
+      method = name[3:]
+      if method == 'HEAD':  # The answer carries a body; the connection ends.
+        self.close_connection = True
+      return lambda: self._serve(method)
+    raise AttributeError(name)
+
   def do_OPTIONS(self):  # pylint: disable=invalid-name
     """A CORS preflight request (only with --rest_api_enable_cors_support)."""
     server: 'RestServer' = self.server.owner  # type: ignore[attr-defined]

@@ -9,7 +9,6 @@ so each server starts in a few seconds.
 
 import datetime
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -80,13 +79,7 @@ class Server:
     raise AssertionError(f'no {text!r} within 90 s: {"".join(lines)}')
 
   def stop(self):
-    if self.process.poll() is None:
-      self.process.send_signal(signal.SIGTERM)
-      try:
-        self.process.wait(timeout=30)
-      except subprocess.TimeoutExpired:
-        self.process.kill()
-        self.process.wait()
+    model_servers.stop_process(self.process)
 
   def __enter__(self):
     return self
