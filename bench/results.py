@@ -43,14 +43,41 @@ Settings = Union[str, Mapping[str, object]]
 
 
 def commit(repo: str = REPO) -> str:
-  """The short hash of the checkout's HEAD, or 'unknown' (no git, no repo)."""
+  """The short hash of the checkout's HEAD, or 'unknown'.
+
+  Read from .git itself when there is no git command: the benchmarks run inside
+  the project's environment, which has none.
+  """
   try:
     found = subprocess.run(['git', '-C', repo, 'rev-parse', '--short', 'HEAD'],
                            capture_output=True, text=True, timeout=10, check=False)
+    if found.returncode == 0 and found.stdout.strip():
+      return found.stdout.strip()
   except (OSError, subprocess.SubprocessError):
-    return 'unknown'
-  return found.stdout.strip() if found.returncode == 0 and found.stdout.strip() \
-      else 'unknown'
+    pass
+  return _commit_from_git_dir(os.path.join(repo, '.git')) or 'unknown'
+
+
+def _commit_from_git_dir(git_dir: str) -> Optional[str]:
+  """HEAD's commit, following a symbolic ref into refs/ or packed-refs."""
+  try:
+    with open(os.path.join(git_dir, 'HEAD')) as f:
+      head = f.read().strip()
+    if not head.startswith('ref: '):
+      return head[:7] or None
+    ref = head[5:]
+    ref_path = os.path.join(git_dir, ref)
+    if os.path.exists(ref_path):
+      with open(ref_path) as f:
+        return f.read().strip()[:7] or None
+    with open(os.path.join(git_dir, 'packed-refs')) as f:
+      for line in f:
+        parts = line.split()
+        if len(parts) == 2 and parts[1] == ref:
+          return parts[0][:7]
+  except OSError:
+    pass
+  return None
 
 
 def _cpuinfo(path: str = '/proc/cpuinfo') -> Dict[str, str]:

@@ -263,6 +263,16 @@ def start_server(base_path: str, model_name: str, port: int,
   raise RuntimeError('server did not become ready in 120 s')
 
 
+def stop_server(process: subprocess.Popen) -> None:
+  """SIGTERM, as an operator stops it; killed if it takes over 30 s."""
+  process.send_signal(signal.SIGTERM)
+  try:
+    process.wait(timeout=30)
+  except subprocess.TimeoutExpired:
+    process.kill()
+    process.wait()
+
+
 def resident_mb(pid: int) -> float:
   with open(f'/proc/{pid}/status') as f:
     for line in f:
@@ -471,11 +481,7 @@ def main() -> None:
                 if args.memory_seconds > 0 and round_number == args.rounds
                 else None)
     finally:
-      server.send_signal(signal.SIGTERM)
-      try:
-        server.wait(timeout=30)
-      except subprocess.TimeoutExpired:
-        server.kill()
+      stop_server(server)
 
     # The ceiling, with the server gone so that it has the cores to itself.
     print(f'round {round_number}/{args.rounds}: in-process', flush=True)

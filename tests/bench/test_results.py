@@ -57,3 +57,16 @@ def test_the_shipped_result_files_are_well_formed():
     rows = _rows(os.path.join(results.RESULTS_DIR, name))
     assert rows[0][:5] == list(results.CONTEXT_COLUMNS), name
     assert {len(row) for row in rows[1:]} == {len(rows[0])}, name
+
+
+def test_the_commit_is_read_from_git_dir_without_a_git_command(tmp_path):
+  git_dir = tmp_path / '.git'
+  (git_dir / 'refs' / 'heads').mkdir(parents=True)
+  (git_dir / 'HEAD').write_text('ref: refs/heads/main\n')
+  (git_dir / 'packed-refs').write_text(
+      '# pack-refs with: peeled\n' + 'a' * 40 + ' refs/heads/main\n')
+  assert results._commit_from_git_dir(str(git_dir)) == 'aaaaaaa'  # pylint: disable=protected-access
+  (git_dir / 'refs' / 'heads' / 'main').write_text('b' * 40 + '\n')
+  assert results._commit_from_git_dir(str(git_dir)) == 'bbbbbbb'  # pylint: disable=protected-access
+  (git_dir / 'HEAD').write_text('c' * 40 + '\n')  # a detached HEAD
+  assert results._commit_from_git_dir(str(git_dir)) == 'ccccccc'  # pylint: disable=protected-access
