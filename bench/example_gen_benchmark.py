@@ -9,6 +9,7 @@ appends them to bench/results/example_gen_benchmark.csv (bench/results.py).
 """
 
 import argparse
+import dataclasses
 import os
 import tempfile
 import time
@@ -54,8 +55,8 @@ def component_run(data_dir: str, out_dir: str, config, running_mode: str) -> Non
       enable_cache=False,
       metadata_connection_config=tfx.orchestration.metadata
       .sqlite_metadata_connection_config(os.path.join(out_dir, 'mlmd.sqlite')),
-      beam_pipeline_args=config.replace(
-          beam_direct_running_mode=running_mode).beam_pipeline_args)
+      beam_pipeline_args=dataclasses.replace(
+          config.beam, direct_running_mode=running_mode).pipeline_args())
   tfx.orchestration.LocalDagRunner().run(pipeline)
 
 
@@ -66,7 +67,7 @@ def main():
   args = parser.parse_args()
   config = config_lib.load()
   data.ensure(config.abs_data_dir)
-  mode = args.running_mode or config.beam_direct_running_mode
+  mode = args.running_mode or config.beam.direct_running_mode
   with tempfile.TemporaryDirectory() as tmp:
     started = time.perf_counter()
     count = numpy_conversion(config.abs_data_dir, os.path.join(tmp, 'np'), config)

@@ -62,7 +62,7 @@ def build(config: config_lib.PipelineConfig) -> tfx.dsl.Pipeline:
         pipeline_root=kf.pipeline_root,
         data_dir=kf.data_dir,
         serving_root=kf.serving_root,
-        beam_pipeline_args=list(kf.beam_pipeline_args),
+        beam_pipeline_args=kf.beam.pipeline_args(),
         model_server=model_server())
   components = [c for c in pipeline.components
                 if isinstance(c, base_component.BaseComponent)]

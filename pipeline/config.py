@@ -30,6 +30,59 @@ class EvaluationConfig:
   max_accuracy_drop: float = 0.001
 
 
+BEAM_RUNNERS = ('direct', 'flink', 'spark', 'dataflow')
+
+
+@dataclasses.dataclass(frozen=True)
+class BeamConfig:
+  """Where the Beam steps (ExampleGen, StatisticsGen, Transform, Evaluator) run.
+
+  `direct` runs each in its own step's process. `flink` and `spark` submit them to
+  Beam's job server in front of a cluster (`mnist-tfx cluster up flink`, or the
+  Kubernetes one of docs/kubeflow.md); the cluster runs the Python code in Beam
+  worker pools beside its task managers (Beam's EXTERNAL environment), which run
+  this project's environment. `dataflow` takes its project, region and staging
+  paths from `extra_args`. The local runs and the compiled Kubeflow spec build
+  their arguments here, so both give a cluster the same ones.
+  """
+  runner: str = 'direct'
+  # direct: `in_memory` (one worker, least overhead on small data) or
+  # `multi_processing` with direct_num_workers processes (0: one per core).
+  direct_running_mode: str = 'in_memory'
+  direct_num_workers: int = 0
+  # flink, spark: the job server's gRPC address, and the address at which each task
+  # manager (Flink) or executor (Spark) reaches its own worker pool. On Kubernetes
+  # the pool is a sidecar (localhost); `mnist-tfx cluster up` gives every task
+  # manager a pool of its own under the name `beam-worker-pool`.
+  job_endpoint: str = 'localhost:8099'
+  worker_pool: str = 'beam-worker-pool:50000'
+  # flink: tasks per operator (at most the cluster's task slots).
+  parallelism: int = 2
+  # Appended to the runner's arguments (Dataflow's --project, --region, ...).
+  extra_args: List[str] = dataclasses.field(default_factory=list)
+
+  def pipeline_args(self) -> List[str]:
+    """The Beam pipeline arguments of every Beam step."""
+    if self.runner not in BEAM_RUNNERS:
+      raise ValueError(f'beam.runner={self.runner!r}: choose one of '
+                       f'{", ".join(BEAM_RUNNERS)}')
+    if self.runner == 'direct':
+      args = ['--runner=DirectRunner',
+              f'--direct_running_mode={self.direct_running_mode}']
+      if self.direct_running_mode != 'in_memory':  # in_memory has one worker
+        workers = self.direct_num_workers or (os.cpu_count() or 1)
+        args.append(f'--direct_num_workers={workers}')
+    elif self.runner == 'dataflow':
+      args = ['--runner=DataflowRunner']
+    else:
+      args = ['--runner=PortableRunner', f'--job_endpoint={self.job_endpoint}',
+              '--environment_type=EXTERNAL',
+              f'--environment_config={self.worker_pool}']
+      if self.runner == 'flink':
+        args.append(f'--parallelism={self.parallelism}')
+    return args + list(self.extra_args)
+
+
 @dataclasses.dataclass(frozen=True)
 class KubeflowConfig:
   """Where and how the pipeline runs on Kubeflow Pipelines (`mnist-tfx compile`,
@@ -66,14 +119,13 @@ class KubeflowConfig:
   # The GPU's resource name on Kubeflow Pipelines; on Vertex AI Pipelines an
   # accelerator type such as NVIDIA_TESLA_T4.
   trainer_gpu_type: str = 'nvidia.com/gpu'
-  # Beam args of the Beam components on the cluster. The default runs Beam's
-  # DirectRunner inside each step's pod, one worker per CPU of beam_cpu;
-  # docs/kubeflow.md gives the args for Dataflow, Flink and Spark.
-  beam_pipeline_args: List[str] = dataclasses.field(default_factory=lambda: [
-      '--runner=DirectRunner',
-      '--direct_running_mode=multi_processing',
-      '--direct_num_workers=4',
-  ])
+  # Where the Beam steps run on the cluster. The default runs Beam's DirectRunner
+  # inside each step's pod, one process per CPU of beam_cpu; docs/kubeflow.md gives
+  # the settings for Flink, Spark and Dataflow.
+  beam: BeamConfig = dataclasses.field(default_factory=lambda: BeamConfig(
+      direct_running_mode='multi_processing', direct_num_workers=4,
+      job_endpoint='mnist-tfx-flink-job-server:8099',
+      worker_pool='localhost:50000'))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,11 +150,9 @@ class PipelineConfig:
   max_train_examples: Optional[int] = None
   max_test_examples: Optional[int] = None
 
-  # Apache Beam, for ExampleGen, StatisticsGen, Transform and Evaluator. The local
-  # default is the DirectRunner; see kubeflow/ for Dataflow, Flink and Spark.
-  beam_direct_running_mode: str = 'in_memory'
-  beam_direct_num_workers: int = 0  # 0: one worker per core.
-  extra_beam_args: List[str] = dataclasses.field(default_factory=list)
+  # Apache Beam, for ExampleGen, StatisticsGen, Transform and Evaluator: the
+  # in-memory DirectRunner unless `--set beam.runner=flink` (or spark).
+  beam: BeamConfig = dataclasses.field(default_factory=BeamConfig)
 
   # Transform: statistics over transformed data cost time and add little for
   # images (they are the pixel statistics again, scaled).
@@ -147,15 +197,6 @@ class PipelineConfig:
   @property
   def abs_data_dir(self) -> str:
     return self._abs(self.data_dir)
-
-  @property
-  def beam_pipeline_args(self) -> List[str]:
-    args = ['--runner=DirectRunner',
-            f'--direct_running_mode={self.beam_direct_running_mode}']
-    if self.beam_direct_running_mode != 'in_memory':  # in_memory has one worker
-      workers = self.beam_direct_num_workers or (os.cpu_count() or 1)
-      args.append(f'--direct_num_workers={workers}')
-    return args + list(self.extra_beam_args)
 
   @staticmethod
   def _abs(path: str) -> str:

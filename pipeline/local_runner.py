@@ -67,7 +67,7 @@ def build(config: config_lib.PipelineConfig) -> tfx.dsl.Pipeline:
       data_dir=config.abs_data_dir,
       serving_root=config.serving_root,
       metadata_connection_config=metadata_config(config),
-      beam_pipeline_args=config.beam_pipeline_args)
+      beam_pipeline_args=config.beam.pipeline_args())
 
 
 def run(config: config_lib.PipelineConfig,

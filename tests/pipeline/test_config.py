@@ -41,12 +41,12 @@ def test_overrides_are_typed_and_reach_nested_fields():
   for assignment in ('training.epochs=7', 'training.augment=false',
                      'evaluation.max_accuracy_drop=0.002',
                      'max_test_examples=none', 'valid_examples=100',
-                     'extra_beam_args=--a=1,--b=2'):
+                     'beam.extra_args=--a=1,--b=2'):
     config = config_lib.apply_override(config, assignment)
   assert config.training.epochs == 7 and config.training.augment is False
   assert config.evaluation.max_accuracy_drop == 0.002
   assert config.max_test_examples is None and config.valid_examples == 100
-  assert config.extra_beam_args == ['--a=1', '--b=2']
+  assert config.beam.extra_args == ['--a=1', '--b=2']
   assert config_lib.load('smoke').training.epochs == 3  # profiles untouched
 
 

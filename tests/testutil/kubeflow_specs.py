@@ -28,7 +28,8 @@ SETTINGS = [
     'kubeflow.trainer_gpus=2',
     'kubeflow.trainer_cpu=6',
     'kubeflow.trainer_memory=24Gi',
-    'kubeflow.beam_pipeline_args=' + ','.join(BEAM_ARGS),
+    'kubeflow.beam.runner=dataflow',
+    'kubeflow.beam.extra_args=' + ','.join(BEAM_ARGS[1:]),
 ]
 VOLUME_SETTINGS = SETTINGS[:1] + [
     'kubeflow.trainer_image=registry.example/mnist-tfx:test-gpu',

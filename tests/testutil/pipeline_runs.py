@@ -107,4 +107,4 @@ def run_validation(config: config_lib.PipelineConfig,
       pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root,
       components=[example_gen, schema_gen, statistics_gen, example_validator, gate],
       metadata_connection_config=local_runner.metadata_config(config),
-      beam_pipeline_args=config.beam_pipeline_args))
+      beam_pipeline_args=config.beam.pipeline_args()))
