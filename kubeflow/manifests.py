@@ -49,7 +49,7 @@ def load(path: str = TEMPLATE) -> List[Manifest]:
 
 def tf_serving_image(template: str = TEMPLATE) -> str:
   """The tensorflow/serving image the manifests run (one home: serving.yaml)."""
-  deployment = _only(load(template), 'Deployment')
+  deployment = only(load(template), 'Deployment')
   containers = deployment['spec']['template']['spec']['containers']
   return next(c for c in containers if c['name'] == CONTAINER)['image']
 
@@ -64,25 +64,25 @@ def render(config: config_lib.PipelineConfig,
   """The manifests serving config.model_name from model_base_path(config)."""
   kf = config.kubeflow
   docs = copy.deepcopy(load(template))
-  deployment = _only(docs, 'Deployment')
+  deployment = only(docs, 'Deployment')
   pod = deployment['spec']['template']['spec']
   container = next(c for c in pod['containers'] if c['name'] == CONTAINER)
   base_path = model_base_path(config)
   container['args'] = [
-      _replace_flag(arg, {'--model_name': config.model_name,
-                          '--model_base_path': base_path,
-                          '--port': str(PORTS['grpc']),
-                          '--rest_api_port': str(PORTS['http'])})
+      replace_flag(arg, {'--model_name': config.model_name,
+                         '--model_base_path': base_path,
+                         '--port': str(PORTS['grpc']),
+                         '--rest_api_port': str(PORTS['http'])})
       for arg in container['args']
   ]
   for port in container['ports']:
     port['containerPort'] = PORTS[port['name']]
-  for port in _only(docs, 'Service')['spec']['ports']:
+  for port in only(docs, 'Service')['spec']['ports']:
     port['port'] = PORTS[port['name']]
   container['readinessProbe']['httpGet']['path'] = (
       f'/v1/models/{config.model_name}')
   with open(BATCHING_PARAMETERS, encoding='utf-8') as f:
-    _only(docs, 'ConfigMap')['data'][BATCHING_KEY] = f.read()
+    only(docs, 'ConfigMap')['data'][BATCHING_KEY] = f.read()
   if kf.volume_claim and base_path.startswith(
       kf.volume_mount_path.rstrip('/') + '/'):
     pod.setdefault('volumes', []).append({
@@ -121,7 +121,7 @@ def render_inference_service(config: config_lib.PipelineConfig,
   /mnt/models and runs tensorflow_model_server with --model_base_path on it, so
   the URI is the folder of numbered versions. Same TF Serving version and
   resources as the Deployment in serving.yaml."""
-  deployment = _only(load(template), 'Deployment')
+  deployment = only(load(template), 'Deployment')
   container = next(c for c in deployment['spec']['template']['spec']['containers']
                    if c['name'] == CONTAINER)
   doc = {
@@ -144,7 +144,7 @@ def validate_inference_service(doc: Manifest) -> None:
   the kubernetes client's models reach: KServe's v1beta1 types embed them
   (metadata is an ObjectMeta; the predictor's framework spec is a Container plus
   storageUri, runtimeVersion and protocolVersion, strings)."""
-  where = f'InferenceService {_name(doc)}'
+  where = f'InferenceService {name_of(doc)}'
   if doc.get('apiVersion') != f'{KSERVE_GROUP}/v1beta1' or (
       doc.get('kind') != 'InferenceService'):
     raise ManifestError(f'{where}: expected {KSERVE_GROUP}/v1beta1 '
@@ -152,7 +152,7 @@ def validate_inference_service(doc: Manifest) -> None:
   unknown = set(doc) - {'apiVersion', 'kind', 'metadata', 'spec'}
   if unknown or set(doc.get('spec', {})) - {'predictor'}:
     raise ManifestError(f'{where}: unexpected fields {sorted(unknown)}')
-  _check_model(doc['metadata'], 'V1ObjectMeta', f'{where}.metadata')
+  check_model(doc['metadata'], 'V1ObjectMeta', f'{where}.metadata')
   predictor = doc['spec'].get('predictor') or {}
   if list(predictor) != ['tensorflow']:
     raise ManifestError(f'{where}.spec.predictor: expected only tensorflow')
@@ -162,11 +162,11 @@ def validate_inference_service(doc: Manifest) -> None:
       raise ManifestError(f'{where}.spec.predictor.tensorflow.{key}: not a string')
   if not predictor['tensorflow'].get('storageUri'):
     raise ManifestError(f'{where}.spec.predictor.tensorflow.storageUri: missing')
-  _check_model({'name': 'kserve-container', **framework}, 'V1Container',
-               f'{where}.spec.predictor.tensorflow')
+  check_model({'name': 'kserve-container', **framework}, 'V1Container',
+              f'{where}.spec.predictor.tensorflow')
 
 
-def _check_model(part: Manifest, model_name: str, where: str) -> Any:
+def check_model(part: Manifest, model_name: str, where: str) -> Any:
   """Parses `part` into the kubernetes client model `model_name`; raises
   ManifestError if the model cannot hold it all (unknown or misplaced fields,
   wrong types, missing required fields). Returns the model."""
@@ -191,10 +191,10 @@ def _check_model(part: Manifest, model_name: str, where: str) -> Any:
 
 
 def write(docs: List[Manifest], path: str,
-          source: str = 'kubeflow/serving.yaml') -> None:
+          source: str = 'kubeflow/serving.yaml', what: str = 'TF Serving') -> None:
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   with open(path, 'w', encoding='utf-8') as f:
-    f.write('# TF Serving for the compiled pipeline; rendered by `mnist-tfx '
+    f.write(f'# {what} for the compiled pipeline; rendered by `mnist-tfx '
             f'compile` from {source}.\n')
     yaml.dump_all(docs, f, Dumper=_Dumper, sort_keys=False)
 
@@ -221,7 +221,7 @@ def validate(doc: Manifest) -> Any:
   if not hasattr(kubernetes.client, model_name):
     raise ManifestError(f'{api_version} {kind}: no such Kubernetes API model '
                         f'({model_name})')
-  return _check_model(doc, model_name, f'{kind} {_name(doc)}')
+  return check_model(doc, model_name, f'{kind} {name_of(doc)}')
 
 
 def _differences(original: Any, parsed: Any, where: str) -> List[str]:
@@ -248,17 +248,17 @@ def _differences(original: Any, parsed: Any, where: str) -> List[str]:
   return []
 
 
-def _replace_flag(arg: str, values: Dict[str, str]) -> str:
+def replace_flag(arg: str, values: Dict[str, str]) -> str:
   flag = arg.split('=', 1)[0]
   return f'{flag}={values[flag]}' if flag in values else arg
 
 
-def _only(docs: List[Manifest], kind: str) -> Manifest:
+def only(docs: List[Manifest], kind: str) -> Manifest:
   found = [doc for doc in docs if doc.get('kind') == kind]
   if len(found) != 1:
     raise ManifestError(f'expected one {kind} in the manifests, found {len(found)}')
   return found[0]
 
 
-def _name(doc: Manifest) -> str:
+def name_of(doc: Manifest) -> str:
   return (doc.get('metadata') or {}).get('name', '?')

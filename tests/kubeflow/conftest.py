@@ -1,4 +1,5 @@
-"""The pipeline compiled once for the Kubeflow tests, with and without a volume."""
+"""The pipeline compiled once for the Kubeflow tests: with and without a volume,
+and with the Beam steps on Flink."""
 
 import pytest
 
@@ -15,3 +16,9 @@ def compiled(tmp_path_factory):
 def compiled_with_volume(tmp_path_factory):
   return kubeflow_specs.Compiled(tmp_path_factory.mktemp('kubeflow_volume'),
                                  kubeflow_specs.VOLUME_SETTINGS)
+
+
+@pytest.fixture(scope='package')
+def compiled_flink(tmp_path_factory):
+  return kubeflow_specs.Compiled(tmp_path_factory.mktemp('kubeflow_flink'),
+                                 kubeflow_specs.FLINK_SETTINGS)

@@ -25,9 +25,12 @@ from kubeflow import runner
 from pipeline import config as config_lib
 from pipeline.cli import main as cli
 from tests.testutil.kubeflow_specs import BEAM_ARGS
+from tests.testutil.kubeflow_specs import CLUSTER_SETTINGS
+from tests.testutil.kubeflow_specs import Compiled
 from tests.testutil.kubeflow_specs import IMAGE
 from tests.testutil.kubeflow_specs import SETTINGS
 from tests.testutil.kubeflow_specs import compile_with
+from tests.testutil.kubeflow_specs import config_with
 from tests.testutil.kubeflow_specs import serving_container
 
 INFRA_VALIDATOR = 'InfraValidator'
@@ -149,13 +152,45 @@ def test_other_steps_get_cpu_and_memory_from_config(compiled):
 
 
 def test_beam_components_get_the_cluster_beam_args(compiled):
-  beam_nodes = [node for node in compiled.components()
-                if isinstance(node.executor_spec, executor_spec.BeamExecutorSpec)]
-  assert len(beam_nodes) >= 3  # ExampleGen, StatisticsGen, Transform at least
-  for node in beam_nodes:
-    args = list(compiled.container(node.id).args)
-    assert args[args.index('{{$}}') + 1:] == BEAM_ARGS, node.id
-    assert not any('DirectRunner' in arg for arg in args), node.id
+  beam_args = compiled.beam_args()
+  assert len(beam_args) >= 3  # ExampleGen, StatisticsGen, Transform at least
+  for node_id, args in beam_args.items():
+    assert args == BEAM_ARGS, node_id
+
+
+# The local runs' arguments for a runner and its endpoints: what `./mnist-tfx run
+# --set beam.runner=...` passes (tests/e2e/test_distributed.py runs them).
+FLINK_ON_THE_CLUSTER = config_lib.BeamConfig(
+    runner='flink', job_endpoint='mnist-tfx-flink-job-server:8099',
+    worker_pool='localhost:50000', parallelism=3)
+SPARK_ON_THE_CLUSTER = config_lib.BeamConfig(
+    runner='spark', job_endpoint='spark-job-server.beam:8099',
+    worker_pool='localhost:50000')
+
+
+def test_beam_steps_on_flink_get_the_local_flink_args(compiled_flink):
+  expected = FLINK_ON_THE_CLUSTER.pipeline_args()
+  assert '--runner=PortableRunner' in expected
+  assert '--parallelism=3' in expected
+  assert _local_beam_args(FLINK_ON_THE_CLUSTER) == expected
+  beam_args = compiled_flink.beam_args()
+  assert len(beam_args) >= 3
+  for node_id, args in beam_args.items():
+    assert args == expected, node_id
+
+
+def test_beam_steps_on_spark_get_the_local_spark_args(tmp_path):
+  settings = CLUSTER_SETTINGS + [
+      'kubeflow.beam.runner=spark',
+      f'kubeflow.beam.job_endpoint={SPARK_ON_THE_CLUSTER.job_endpoint}']
+  spark = Compiled(tmp_path, settings)
+  expected = SPARK_ON_THE_CLUSTER.pipeline_args()
+  assert _local_beam_args(SPARK_ON_THE_CLUSTER) == expected
+  beam_args = spark.beam_args()
+  assert len(beam_args) >= 3
+  for node_id, args in beam_args.items():
+    assert args == expected, node_id
+  assert spark.flink is None, 'Flink manifests for a pipeline on Spark'
 
 
 def test_pusher_pushes_where_tf_serving_reads(compiled):
@@ -311,6 +346,15 @@ def _dockerfile_project_dirs():
   workdir_part = text.split(f'WORKDIR {runner.IMAGE_PROJECT_DIR}\n', 1)[1]
   return {src for src, dst in re.findall(r'^COPY (\w+) (\w+)$', workdir_part,
                                          re.M) if src == dst}
+
+
+def _local_beam_args(beam):
+  """The Beam arguments of a local run with `beam`'s runner and endpoints."""
+  local = config_with([f'beam.runner={beam.runner}',
+                       f'beam.job_endpoint={beam.job_endpoint}',
+                       f'beam.worker_pool={beam.worker_pool}',
+                       f'beam.parallelism={beam.parallelism}'])
+  return local.beam.pipeline_args()
 
 
 def _example_gen_task(compiled):

@@ -8,6 +8,7 @@ from click.testing import CliRunner
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.dsl.components.base import base_component
+from tfx.dsl.components.base import executor_spec
 import yaml
 
 from kubeflow import manifests
@@ -20,7 +21,7 @@ IMAGE = 'registry.example/mnist-tfx:test'
 BEAM_ARGS = ['--runner=DataflowRunner', '--project=example-project',
              '--region=europe-west4', '--temp_location=gs://mnist-test/tmp',
              f'--sdk_container_image={IMAGE}']
-SETTINGS = [
+CLUSTER_SETTINGS = [
     f'kubeflow.image={IMAGE}',
     'kubeflow.pipeline_root=gs://mnist-test/root',
     'kubeflow.serving_root=gs://mnist-test/serving',
@@ -28,9 +29,16 @@ SETTINGS = [
     'kubeflow.trainer_gpus=2',
     'kubeflow.trainer_cpu=6',
     'kubeflow.trainer_memory=24Gi',
+]
+SETTINGS = CLUSTER_SETTINGS + [
     'kubeflow.beam.runner=dataflow',
     'kubeflow.beam.extra_args=' + ','.join(BEAM_ARGS[1:]),
 ]
+# Flink on the cluster with the default endpoints, which the Flink manifests
+# answer (kubeflow/flink.py); a parallelism other than the default, so it can only
+# come from the setting.
+FLINK_SETTINGS = CLUSTER_SETTINGS + ['kubeflow.beam.runner=flink',
+                                     'kubeflow.beam.parallelism=3']
 VOLUME_SETTINGS = SETTINGS[:1] + [
     'kubeflow.trainer_image=registry.example/mnist-tfx:test-gpu',
     'kubeflow.pipeline_root=gs://mnist-test/root',
@@ -77,6 +85,8 @@ class Compiled:
     self.local = local_runner.build(
         self.config.replace(output_dir=str(tmp_path / 'local')))
     self.serving = manifests.load(str(tmp_path / 'kubeflow-serving.yaml'))
+    flink_path = tmp_path / 'kubeflow-flink.yaml'
+    self.flink = manifests.load(str(flink_path)) if flink_path.exists() else None
 
   @property
   def tasks(self):
@@ -99,6 +109,16 @@ class Compiled:
     kind = value.constant_value.WhichOneof('value')
     assert kind, f'{task_name}.{name} is not a constant'
     return getattr(value.constant_value, kind)
+
+  def beam_args(self):
+    """The Beam arguments of each Beam step, by task name (they follow `{{$}}`,
+    TFX's placeholder for the executor's own arguments)."""
+    found = {}
+    for node in self.components():
+      if isinstance(node.executor_spec, executor_spec.BeamExecutorSpec):
+        args = list(self.container(self.task_of(node.id)).args)
+        found[node.id] = args[args.index('{{$}}') + 1:]
+    return found
 
   def components(self):
     return [c for c in self.local.components
