@@ -76,12 +76,28 @@ debian_mirror() {
   printf '%s\n' "${mirror%-security}"
 }
 
+# The JDK that `java` on the host's PATH belongs to (fails if there is none).
+host_java_home() {
+  local java
+  java="$(command -v java 2>/dev/null)" || return 1
+  java="$(readlink -f "$java")"
+  dirname "$(dirname "$java")"
+}
+
 # Runs a command inside the root filesystem $1 with /proc, /dev, /sys, the repo,
 # $HOME, /tmp and $PWD bind-mounted at the same paths (plus MNIST_TFX_BIND, a
 # colon-separated list). The mounts live in a private namespace and vanish with it.
 in_rootfs() {
   local root="$1"; shift
-  local binds=("$REPO" "$HOME" /tmp "$PWD")
+  local binds=("$REPO" "$HOME" /tmp "$PWD") java_env=()
+  # The host's Java, for the Flink and Spark clusters (tools/engines.sh), at the
+  # same path; Debian's JDK links part of its configuration from /etc/java-*.
+  local java_home
+  if java_home="$(host_java_home)"; then
+    binds+=("$java_home" /etc/java-*)
+    java_env=("JAVA_HOME=$java_home")
+  fi
+  [ -n "${MNIST_TFX_ENGINES:-}" ] && binds+=("$MNIST_TFX_ENGINES")
   if [ -n "${MNIST_TFX_BIND:-}" ]; then
     IFS=: read -r -a extra <<< "$MNIST_TFX_BIND"
     binds+=("${extra[@]}")
@@ -90,7 +106,7 @@ in_rootfs() {
   # host environment (pyenv, pip's host-only indexes) does not belong inside.
   local passenv=()
   mapfile -t passenv < <(env | grep -E '^(MNIST_TFX_|TF_CPP_|TF_ENABLE_ONEDNN_OPTS=|PYTEST_|PIP_INDEX_URL=|CI=|TERM=|COLUMNS=)' || true)
-  unshare --mount --propagation private -- /bin/bash -s "$root" "${binds[@]}" -- "${passenv[@]}" -- "$@" <<'INNER'
+  unshare --mount --propagation private -- /bin/bash -s "$root" "${binds[@]}" -- "${passenv[@]}" "${java_env[@]}" -- "$@" <<'INNER'
 set -euo pipefail
 root="$1"; shift
 binds=(); passenv=()
