@@ -18,7 +18,10 @@ MNIST_DIR = os.path.join(config_lib.REPO_ROOT, 'data', 'mnist')
 
 # The tiers of pytest.ini. A test that needs the shared smoke run is in the
 # `pipeline` tier without saying so, and all of them run on one test worker
-# (`--dist loadgroup`), which then makes that run once for all of them.
+# (`--dist loadgroup`), which then makes that run once for all of them. A test
+# that names a group of its own keeps it, and its worker makes the run again:
+# worth it only for a long test that mostly waits (the Spark cluster's), so that
+# it runs beside the others.
 TIERS = ('pipeline', 'processes', 'packaging', 'distributed')
 SMOKE_RUN_FIXTURES = {'smoke_run', 'smoke_pipeline', 'smoke_model_version'}
 
@@ -27,7 +30,8 @@ def pytest_itemcollected(item):
   # As each test is collected, before pytest-xdist reads the groups.
   if SMOKE_RUN_FIXTURES & set(getattr(item, 'fixturenames', ())):
     item.add_marker(pytest.mark.pipeline)
-    item.add_marker(pytest.mark.xdist_group('smoke_run'))
+    if not item.get_closest_marker('xdist_group'):
+      item.add_marker(pytest.mark.xdist_group('smoke_run'))
   if not any(item.get_closest_marker(tier) for tier in TIERS):
     item.add_marker(pytest.mark.unit)
 

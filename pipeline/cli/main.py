@@ -80,13 +80,15 @@ def shell(bash_args):
 
 def _register_package_commands():
   """run, report... (pipeline_commands.py), serve, predict, requests
-  (serving_commands.py) and compile (kubeflow_commands.py)."""
+  (serving_commands.py), compile (kubeflow_commands.py) and cluster
+  (cluster_commands.py)."""
   # pylint: disable=g-import-not-at-top
+  from pipeline.cli import cluster_commands
   from pipeline.cli import kubeflow_commands
   from pipeline.cli import pipeline_commands
   from pipeline.cli import serving_commands
   for command in (pipeline_commands.COMMANDS + serving_commands.COMMANDS +
-                  kubeflow_commands.COMMANDS):
+                  kubeflow_commands.COMMANDS + cluster_commands.COMMANDS):
     main.add_command(command)
 
 

@@ -48,6 +48,7 @@ def run(ctx, config, verbose):
   named = data_dir_named(ctx, config)
   if named:
     data.check_complete(config.abs_data_dir)
+  _check_beam_cluster(config)
   if os.path.exists(config.metadata_path):
     mlmd.open_store(config)  # a corrupt database stops the run here, untouched
   with run_lock.hold(config.abs_output_dir):
@@ -65,6 +66,20 @@ def run(ctx, config, verbose):
       with output_capture.to_log_file(log_path) as terminal:
         _run_and_report(config, lambda line: click.echo(line, file=terminal),
                         log_path)
+
+
+def _check_beam_cluster(config: config_lib.PipelineConfig) -> None:
+  """A run whose Beam steps go to a cluster stops before it starts when no job
+  server answers at the configured address."""
+  beam = config.beam
+  if beam.runner in ('flink', 'spark'):
+    from pipeline.clusters import local  # pylint: disable=g-import-not-at-top
+    if not local.endpoint_reachable(beam.job_endpoint):
+      raise click.ClickException(
+          f'no Beam job server answers at {beam.job_endpoint} '
+          f'(beam.job_endpoint): start a {beam.runner} cluster with '
+          f'./mnist-tfx cluster up {beam.runner}, or point beam.job_endpoint '
+          f'at yours')
 
 
 def data_dir_named(ctx: click.Context, config: config_lib.PipelineConfig) -> bool:

@@ -55,7 +55,10 @@ def configuration(state: local.State, home: str) -> Dict[str, object]:
       'rest.port': state.ports.ui,
       'parallelism.default': state.workers,
       'restart-strategy.type': 'fixed-delay',
-      'restart-strategy.fixed-delay.attempts': 3,
+      'restart-strategy.fixed-delay.attempts': 2,
+      # Without enough slots (a TaskManager lost for good) a job fails in
+      # seconds instead of waiting the default five minutes for one.
+      'slot.request.timeout': 15000,
       'restart-strategy.fixed-delay.delay': '2 s',
       # A lost TaskManager is noticed in seconds, not the default 50.
       'heartbeat.timeout': 10000,
@@ -66,8 +69,8 @@ def configuration(state: local.State, home: str) -> Dict[str, object]:
 def up(directory: str, ports: local.Ports = local.Ports(), workers: int = 2,
        say: Callable[[str], None] = print) -> local.State:
   """Starts the cluster; returns its state (also saved in `directory`)."""
+  local.java_home()  # first: one line where there is no Java
   home, job_server = flink_home(), job_server_home()
-  local.java_home()  # fails first, with one line, where there is no Java
   local.check_ports_free([ports.job, ports.artifact, ports.ui, ports.master],
                          ENGINE)
   state = local.State(ENGINE, os.path.abspath(directory), ports, workers)
@@ -80,15 +83,13 @@ def up(directory: str, ports: local.Ports = local.Ports(), workers: int = 2,
   with open(os.path.join(conf_dir, 'config.yaml'), 'w') as f:
     yaml.safe_dump(configuration(state, home), f)
   state.save()
-  env = local.java_environment(FLINK_CONF_DIR=conf_dir, FLINK_HOME=home)
+  env = _environment(state)
 
   say(f'flink: JobManager and {workers} TaskManagers (Flink in {home})')
-  local.run_script([os.path.join(home, 'bin', 'jobmanager.sh'), 'start'], env, state)
+  local.run_script([os.path.join(home, 'bin', 'jobmanager.sh'), 'start'], env,
+                   state)
   for index in range(1, workers + 1):
-    # Each TaskManager resolves beam-worker-pool to its own pool (local.py).
-    hosts = local.hosts_file(state.directory, index)
-    local.run_script([os.path.join(home, 'bin', 'taskmanager.sh'), 'start'],
-         dict(env, JAVA_TOOL_OPTIONS=f'-Djdk.net.hosts.file={hosts}'), state)
+    start_task_manager(state, index)
     state.pids[f'worker-pool-{index}'] = local.start_worker_pool(
         state.directory, index, ports.pool)
   state.save()
@@ -101,6 +102,21 @@ def up(directory: str, ports: local.Ports = local.Ports(), workers: int = 2,
   say(f'flink: up; REST API {state.ui_url}, Beam job server '
       f'{state.job_endpoint}')
   return state
+
+
+def start_task_manager(state: local.State, index: int) -> None:
+  """Starts TaskManager `index` (from 1), which resolves beam-worker-pool to its
+  own pool (local.py); also how a lost one is replaced."""
+  hosts = local.hosts_file(state.directory, index)
+  local.run_script(
+      [os.path.join(flink_home(), 'bin', 'taskmanager.sh'), 'start'],
+      dict(_environment(state), JAVA_TOOL_OPTIONS=f'-Djdk.net.hosts.file={hosts}'),
+      state)
+
+
+def _environment(state: local.State) -> Dict[str, str]:
+  return local.java_environment(
+      FLINK_CONF_DIR=os.path.join(state.directory, 'conf'), FLINK_HOME=flink_home())
 
 
 def down(directory: str, say: Callable[[str], None] = print) -> bool:

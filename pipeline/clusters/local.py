@@ -22,11 +22,13 @@ import urllib.error
 import urllib.request
 from typing import Callable, Dict, List, Optional
 
+from pipeline.errors import UserError
+
 POOL_HOST_NAME = 'beam-worker-pool'
 STATE_FILE = 'cluster.json'
 
 
-class ClusterError(Exception):
+class ClusterError(UserError):
   """A cluster cannot start or be reached; the message is one line that says
   what to do."""
 

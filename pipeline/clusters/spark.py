@@ -45,8 +45,8 @@ def master_url(state: local.State) -> str:
 def up(directory: str, ports: local.Ports = DEFAULT_PORTS, workers: int = 2,
        say: Callable[[str], None] = print) -> local.State:
   """Starts the cluster; returns its state (also saved in `directory`)."""
+  local.java_home()  # first: one line where there is no Java
   home, job_server = spark_home(), job_server_home()
-  local.java_home()  # fails first, with one line, where there is no Java
   local.check_ports_free([ports.job, ports.artifact, ports.ui, ports.master],
                          ENGINE)
   state = local.State(ENGINE, os.path.abspath(directory), ports, workers)

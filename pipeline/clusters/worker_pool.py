@@ -24,12 +24,15 @@ from apache_beam.runners.worker import worker_pool_main
 from apache_beam.utils import thread_pool_executor
 
 
+_LOG = logging.getLogger(__name__)
+
+
 class _LoggingPool(worker_pool_main.BeamFnExternalWorkerPoolServicer):
   """Beam's servicer, logging each worker it starts: which engine process asked
   (its control endpoint) shows in this pool's log."""
 
   def StartWorker(self, request, context):  # pylint: disable=invalid-name
-    logging.info('starting SDK worker %s for %s', request.worker_id,
+    _LOG.info('starting SDK worker %s for %s', request.worker_id,
                  request.control_endpoint.url)
     return super().StartWorker(request, context)
 
@@ -55,7 +58,7 @@ def serve(address: str, use_process: bool = False) -> None:
   if not server.add_insecure_port(address):
     raise SystemExit(f'worker pool: cannot listen on {address}')
   server.start()
-  logging.info('Beam worker pool listening on %s', address)
+  _LOG.info('Beam worker pool listening on %s', address)
   stopped = threading.Event()
   signal.signal(signal.SIGTERM, lambda *_: stopped.set())
   stopped.wait()
@@ -65,6 +68,10 @@ def serve(address: str, use_process: bool = False) -> None:
 
 
 if __name__ == '__main__':
-  logging.basicConfig(level=logging.INFO,
-                      format='%(asctime)s %(levelname)s %(message)s')
+  # A handler of its own: TensorFlow's and absl's imports reset the root logger.
+  handler = logging.StreamHandler(sys.stdout)
+  handler.setFormatter(logging.Formatter('%(asctime)s %(message)s'))
+  _LOG.addHandler(handler)
+  _LOG.setLevel(logging.INFO)
+  _LOG.propagate = False
   serve(sys.argv[1])

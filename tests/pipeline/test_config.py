@@ -66,3 +66,23 @@ def test_the_pushed_model_is_named_as_the_serving_contract_names_it():
   for and `mnist-tfx serve` serves) are one name, spelt twice until config.py
   reads it from models/serving_contract.py."""
   assert config_lib.PipelineConfig.model_name == contract.MODEL_NAME
+
+
+def test_beam_arguments_per_runner():
+  beam = config_lib.BeamConfig
+  assert beam().pipeline_args() == ['--runner=DirectRunner',
+                                    '--direct_running_mode=in_memory']
+  assert beam(runner='flink', job_endpoint='h:1', worker_pool='p:2',
+              parallelism=3, extra_args=['--x=1']).pipeline_args() == [
+                  '--runner=PortableRunner', '--job_endpoint=h:1',
+                  '--environment_type=EXTERNAL', '--environment_config=p:2',
+                  '--parallelism=3', '--x=1']
+  # Spark has no --parallelism; its cores decide.
+  assert not any(a.startswith('--parallelism')
+                 for a in beam(runner='spark').pipeline_args())
+  assert beam(runner='dataflow', extra_args=['--project=p']).pipeline_args() == [
+      '--runner=DataflowRunner', '--project=p']
+  with pytest.raises(ValueError, match="beam.runner='storm'"):
+    beam(runner='storm').pipeline_args()
+  config = config_lib.apply_override(config_lib.load('smoke'), 'beam.runner=spark')
+  assert config.beam.runner == 'spark'
