@@ -58,6 +58,11 @@ class BeamConfig:
   worker_pool: str = 'beam-worker-pool:50000'
   # flink: tasks per operator (at most the cluster's task slots).
   parallelism: int = 2
+  # flink, spark: ship the job server's class path (150-270 MB) with every job,
+  # as Beam does by default. `mnist-tfx cluster up` puts it on the workers'
+  # own class path instead, and its job server knows the option that turns the
+  # shipping off (docs/scale-out.md); another job server needs `true`.
+  stage_runner_jars: bool = False
   # Appended to the runner's arguments (Dataflow's --project, --region, ...).
   extra_args: List[str] = dataclasses.field(default_factory=list)
 
@@ -80,6 +85,9 @@ class BeamConfig:
               f'--environment_config={self.worker_pool}']
       if self.runner == 'flink':
         args.append(f'--parallelism={self.parallelism}')
+      if not self.stage_runner_jars:
+        args.append('--pipeline_resources_detector_factory_class='
+                    'org.mnisttfx.beam.NothingToStage')
     return args + list(self.extra_args)
 
 
@@ -121,11 +129,12 @@ class KubeflowConfig:
   trainer_gpu_type: str = 'nvidia.com/gpu'
   # Where the Beam steps run on the cluster. The default runs Beam's DirectRunner
   # inside each step's pod, one process per CPU of beam_cpu; docs/kubeflow.md gives
-  # the settings for Flink, Spark and Dataflow.
+  # the settings for Flink, Spark and Dataflow. Beam's own job server images
+  # ship the runner's jars with each job (stage_runner_jars).
   beam: BeamConfig = dataclasses.field(default_factory=lambda: BeamConfig(
       direct_running_mode='multi_processing', direct_num_workers=4,
       job_endpoint='mnist-tfx-flink-job-server:8099',
-      worker_pool='localhost:50000'))
+      worker_pool='localhost:50000', stage_runner_jars=True))
 
 
 @dataclasses.dataclass(frozen=True)

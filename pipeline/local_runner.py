@@ -11,6 +11,7 @@ from typing import Callable, Dict, List, Optional
 from absl import logging as absl_logging
 from tfx import v1 as tfx
 
+from pipeline import beam_options  # pylint: disable=unused-import (registers the option)
 from pipeline import config as config_lib
 from pipeline import pipeline as pipeline_lib
 

@@ -27,7 +27,9 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RECIPE_DIR="$REPO/tools/engines"
 SUMS="$RECIPE_DIR/SHA256SUMS"
 CACHE_ROOT="${MNIST_TFX_ENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mnist-tfx}"
-KEY="$({ cat "$0" "$RECIPE_DIR"/*.pom.xml "$SUMS" 2>/dev/null || true; } | sha256sum | cut -c1-12)"
+KEY="$({ cat "$0" "$RECIPE_DIR"/*.pom.xml "$SUMS" "$RECIPE_DIR"/java/META-INF/services/* \
+            "$RECIPE_DIR"/java/org/mnisttfx/beam/*.java 2>/dev/null || true; } \
+      | sha256sum | cut -c1-12)"
 ENGINES="$CACHE_ROOT/engines-$KEY"
 
 log() { printf '[engines] %s\n' "$*" >&2; }
@@ -113,6 +115,12 @@ build_job_server() {
     || { log "compiling beam-runners-java-job-service failed"; return 1; }
   jar --create --file "$out/lib/beam-runners-java-job-service-$JOB_SERVICE_SOURCES_VERSION-on-$BEAM_VERSION.jar" \
     -C "$dl/classes" .
+  # The project's own job-server option (tools/engines/java): stage no jars.
+  mkdir -p "$dl/own"
+  javac -nowarn --release 11 -cp "$out/lib/*" -d "$dl/own" \
+    $(find "$RECIPE_DIR/java" -name '*.java') >&2
+  jar --create --file "$out/lib/mnist-tfx-beam-options-on-$BEAM_VERSION.jar" \
+    -C "$dl/own" . -C "$RECIPE_DIR/java" META-INF
   rm -rf "$dl"
 }
 
@@ -150,9 +158,12 @@ ensure() {
   for engine in "${engines[@]}"; do
     for name in $(names_for "$engine"); do ensure_one "$name"; done
   done
-  # Older recipes' caches go; this one stays.
+  # Other recipes' caches go once unused for two days (another checkout may
+  # still use one); this one stays.
+  touch "$ENGINES/.used"
   local old; for old in "$CACHE_ROOT"/engines-*; do
-    [ "$old" = "$ENGINES" ] || rm -rf --one-file-system "$old"
+    [ "$old" != "$ENGINES" ] && [ -z "$(find "$old" -maxdepth 1 -name .used -mtime -2)" ] \
+      && rm -rf --one-file-system "$old"
   done
   exec 8>&-
 }

@@ -8,6 +8,7 @@ address. Flink's REST API (`/overview`, `/jobs/overview`) is what shows that the
 steps ran here.
 """
 
+import glob
 import os
 import shutil
 from typing import Callable, Dict, List
@@ -82,6 +83,7 @@ def up(directory: str, ports: local.Ports = local.Ports(), workers: int = 2,
     shutil.copy(os.path.join(home, 'conf', name), conf_dir)
   with open(os.path.join(conf_dir, 'config.yaml'), 'w') as f:
     yaml.safe_dump(configuration(state, home), f)
+  _class_path(state, home, job_server)
   state.save()
   env = _environment(state)
 
@@ -114,9 +116,23 @@ def start_task_manager(state: local.State, index: int) -> None:
       state)
 
 
+def _class_path(state: local.State, home: str, job_server: str) -> None:
+  """The cluster's lib/ (FLINK_LIB_DIR): Flink's own, and Beam's Flink runner
+  with what it needs beyond Flink, so that no job ships them."""
+  lib = os.path.join(state.directory, 'lib')
+  flink_jars = sorted(glob.glob(os.path.join(home, 'lib', '*.jar')))
+  os.makedirs(lib)
+  for jar in flink_jars:
+    os.symlink(jar, os.path.join(lib, os.path.basename(jar)))
+  # flink-dist holds the rest of Flink and its logging bridge.
+  local.runner_class_path(lib, job_server, flink_jars,
+                          exclude=('flink-', 'slf4j-', 'log4j-'))
+
+
 def _environment(state: local.State) -> Dict[str, str]:
   return local.java_environment(
-      FLINK_CONF_DIR=os.path.join(state.directory, 'conf'), FLINK_HOME=flink_home())
+      FLINK_CONF_DIR=os.path.join(state.directory, 'conf'), FLINK_HOME=flink_home(),
+      FLINK_LIB_DIR=os.path.join(state.directory, 'lib'))
 
 
 def down(directory: str, say: Callable[[str], None] = print) -> bool:

@@ -13,6 +13,8 @@ import dataclasses
 import glob
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -20,7 +22,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 from pipeline.errors import UserError
 
@@ -245,6 +247,36 @@ def start_job_server(state: State, java_options: List[str], job_server: str,
     wait_until(lambda i=index: port_open(ports.pool, pool_address(i)),
                f'worker pool {index}', 60,
                os.path.join(state.directory, f'worker-pool-{index}.log'))
+
+
+def _artifact(jar_name: str) -> str:
+  """`jackson-core-2.15.4.jar` -> `jackson-core`."""
+  return re.sub(r'-\d[^-]*(-[A-Za-z][\w.]*)?\.jar$', '', jar_name)
+
+
+def runner_class_path(target: str, job_server: str, engine_jars: List[str],
+                      exclude: Tuple[str, ...]) -> None:
+  """Puts into `target` the job server's jars that the engine's own class path
+  (`engine_jars`) lacks, less those whose names start with `exclude` (the
+  engine's logging must stay the only binding).
+
+  The engine's workers load Beam's runner from there once, instead of from
+  the 150-270 MB Beam ships with every job by default, anew for each job.
+  The engine's own copy of a library wins, as it does over the shipped jars.
+  Hard links (copies across file systems), not symlinks: Beam's jars name
+  their dependencies in their manifests, relative to where the jar really is.
+  """
+  present = {_artifact(os.path.basename(jar)) for jar in engine_jars}
+  os.makedirs(target, exist_ok=True)
+  lib = os.path.join(job_server, 'lib')
+  for name in sorted(os.listdir(lib)):
+    if (not name.endswith('.jar') or name.startswith(exclude)
+        or _artifact(name) in present):
+      continue
+    try:
+      os.link(os.path.join(lib, name), os.path.join(target, name))
+    except OSError:
+      shutil.copy2(os.path.join(lib, name), os.path.join(target, name))
 
 
 def stop(state: State, engine_pids: List[int]) -> None:

@@ -7,6 +7,7 @@ whose Spark driver submits each Beam step to the master as an application. The
 master's JSON (`/json/`) lists the workers and the applications that ran.
 """
 
+import glob
 import os
 import shutil
 from typing import Callable, Dict, List
@@ -82,8 +83,16 @@ def up(directory: str, ports: local.Ports = DEFAULT_PORTS, workers: int = 2,
                    f'Spark with {workers} workers at {state.ui_url}', 60,
                    os.path.join(state.directory, 'log'))
 
-  local.start_job_server(state, DRIVER_JAVA_OPTIONS, job_server, JOB_SERVER_CLASS,
-                         f'--spark-master-url={master_url(state)}', env)
+  # Beam's Spark runner for the executors, from the cluster's own directory
+  # (local.runner_class_path): the driver, in the job server, ships no jars.
+  runner_lib = os.path.join(state.directory, 'runner-lib')
+  local.runner_class_path(
+      runner_lib, job_server, glob.glob(os.path.join(home, 'jars', '*.jar')),
+      exclude=('spark-', 'scala-', 'slf4j-', 'log4j-', 'logback-'))
+  local.start_job_server(
+      state, DRIVER_JAVA_OPTIONS + [
+          f'-Dspark.executor.extraClassPath={os.path.join(runner_lib, "*")}'],
+      job_server, JOB_SERVER_CLASS, f'--spark-master-url={master_url(state)}', env)
   say(f'spark: up; master {master_url(state)}, web UI {state.ui_url}, '
       f'Beam job server {state.job_endpoint}')
   return state

@@ -159,13 +159,14 @@ def test_beam_components_get_the_cluster_beam_args(compiled):
 
 
 # The local runs' arguments for a runner and its endpoints: what `./mnist-tfx run
-# --set beam.runner=...` passes (tests/e2e/test_distributed.py runs them).
+# --set beam.runner=...` passes (tests/e2e/test_distributed.py runs them), with
+# the runner's jars shipped with each job, as Beam's own job server images need.
 FLINK_ON_THE_CLUSTER = config_lib.BeamConfig(
     runner='flink', job_endpoint='mnist-tfx-flink-job-server:8099',
-    worker_pool='localhost:50000', parallelism=3)
+    worker_pool='localhost:50000', parallelism=3, stage_runner_jars=True)
 SPARK_ON_THE_CLUSTER = config_lib.BeamConfig(
     runner='spark', job_endpoint='spark-job-server.beam:8099',
-    worker_pool='localhost:50000')
+    worker_pool='localhost:50000', stage_runner_jars=True)
 
 
 def test_beam_steps_on_flink_get_the_local_flink_args(compiled_flink):
@@ -353,7 +354,8 @@ def _local_beam_args(beam):
   local = config_with([f'beam.runner={beam.runner}',
                        f'beam.job_endpoint={beam.job_endpoint}',
                        f'beam.worker_pool={beam.worker_pool}',
-                       f'beam.parallelism={beam.parallelism}'])
+                       f'beam.parallelism={beam.parallelism}',
+                       f'beam.stage_runner_jars={beam.stage_runner_jars}'])
   return local.beam.pipeline_args()
 
 

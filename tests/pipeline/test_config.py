@@ -1,5 +1,6 @@
 """Profiles and --set overrides of the one configuration object."""
 
+import dataclasses
 import pytest
 
 from models import serving_contract as contract
@@ -73,10 +74,20 @@ def test_beam_arguments_per_runner():
   assert beam().pipeline_args() == ['--runner=DirectRunner',
                                     '--direct_running_mode=in_memory']
   assert beam(runner='flink', job_endpoint='h:1', worker_pool='p:2',
-              parallelism=3, extra_args=['--x=1']).pipeline_args() == [
+              parallelism=3, extra_args=['--x=1'],
+              stage_runner_jars=True).pipeline_args() == [
                   '--runner=PortableRunner', '--job_endpoint=h:1',
                   '--environment_type=EXTERNAL', '--environment_config=p:2',
                   '--parallelism=3', '--x=1']
+  # The local clusters' job servers ship no jars: their workers hold them.
+  nothing_to_stage = ('--pipeline_resources_detector_factory_class='
+                      'org.mnisttfx.beam.NothingToStage')
+  for runner in ('flink', 'spark'):
+    assert nothing_to_stage in beam(runner=runner).pipeline_args()
+  # Beam's own job server images on Kubernetes ship them (Beam's default).
+  kubeflow_flink = dataclasses.replace(config_lib.KubeflowConfig().beam,
+                                       runner='flink')
+  assert nothing_to_stage not in kubeflow_flink.pipeline_args()
   # Spark has no --parallelism; its cores decide.
   assert not any(a.startswith('--parallelism')
                  for a in beam(runner='spark').pipeline_args())
