@@ -3,7 +3,7 @@
     ./mnist-tfx shell -c 'python bench/serving_benchmark.py'              # stand-in model
     ./mnist-tfx shell -c 'python bench/serving_benchmark.py --model_base_path outputs/serving/mnist'
 
-Starts `mnist-tfx serve` as a separate process on loopback ports (as users run it),
+Starts `python -m serving` as a separate process on loopback ports (as users run it),
 then drives closed-loop load from this process: C clients each send a request,
 wait for the answer and send the next. For concurrency 1, 8 and 32 it measures
 single-image gRPC Predict and batched requests (--batch images per request), then
@@ -34,13 +34,10 @@ import argparse
 import asyncio
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -49,17 +46,16 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import grpc  # pylint: disable=g-import-not-at-top,wrong-import-position
 import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
-from tensorflow_serving.apis import get_model_status_pb2  # pylint: disable=g-import-not-at-top,wrong-import-position
-from tensorflow_serving.apis import model_service_pb2_grpc  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tensorflow_serving.apis import predict_pb2  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tensorflow_serving.apis import prediction_service_pb2_grpc  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from models import features  # pylint: disable=g-import-not-at-top,wrong-import-position
 from models import serving_contract as contract  # pylint: disable=g-import-not-at-top,wrong-import-position
+from models import serving_requests  # pylint: disable=g-import-not-at-top,wrong-import-position
+from pipeline import client  # pylint: disable=g-import-not-at-top,wrong-import-position
 from pipeline import config as config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from serving import client  # pylint: disable=g-import-not-at-top,wrong-import-position
-from serving import mnist_inputs  # pylint: disable=g-import-not-at-top,wrong-import-position
-from serving import storage_path  # pylint: disable=g-import-not-at-top,wrong-import-position
+from serving.core import storage_path  # pylint: disable=g-import-not-at-top,wrong-import-position
+from serving.model_servers import process as process_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # bench/results.py, beside this script.
 import results as bench_results  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -220,57 +216,22 @@ def in_process_load(name, function, inputs: Sequence[np.ndarray], concurrency,
                 time.perf_counter() - began, 0, meter.stop())
 
 
-def free_port() -> int:
-  import socket  # pylint: disable=g-import-not-at-top
-  with socket.socket() as s:
-    s.bind(('127.0.0.1', 0))
-    return s.getsockname()[1]
-
-
-def start_server(base_path: str, model_name: str, port: int,
-                 batching_file: str, grpc_max_threads: int,
-                 extra_flags: Sequence[str] = ()) -> subprocess.Popen:
-  """`mnist-tfx serve` as a user would start it for this load: each request in
-  flight holds one of --grpc_max_threads request threads while it waits for its
-  batch (as in TF Serving, whose Predict handler blocks too), so the pool must be
-  larger than the concurrency, or it caps the batches (TF Serving's default, 4 per
-  core, is 8 requests here)."""
-  command = [sys.executable, '-m', 'pipeline.cli', 'serve', '--host=127.0.0.1',
-             f'--port={port}', '--rest_api_port=0', f'--model_name={model_name}',
-             f'--model_base_path={base_path}',
-             '--file_system_poll_wait_seconds=0',
-             f'--grpc_max_threads={grpc_max_threads}']
-  command += list(extra_flags)
+def start_server(base_path: str, model_name: str, batching_file: str,
+                 grpc_max_threads: int, extra_flags: Sequence[str] = (),
+                 rest_api_port: Optional[int] = None
+                 ) -> process_lib.ServerProcess:
+  """`python -m serving` as a user would start it for this load, once it
+  answers: each request in flight holds one of --grpc_max_threads request
+  threads while it waits for its batch (as in TF Serving, whose Predict handler
+  blocks too), so the pool must be larger than the concurrency, or it caps the
+  batches (TF Serving's default, 4 per core, is 8 requests here)."""
+  flags = [f'--model_name={model_name}', f'--model_base_path={base_path}',
+           '--file_system_poll_wait_seconds=0',
+           f'--grpc_max_threads={grpc_max_threads}', *extra_flags]
   if batching_file:
-    command += ['--enable_batching', f'--batching_parameters_file={batching_file}']
-  process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
-  channel = grpc.insecure_channel(f'127.0.0.1:{port}')
-  stub = model_service_pb2_grpc.ModelServiceStub(channel)
-  deadline = time.monotonic() + 120
-  while time.monotonic() < deadline:
-    if process.poll() is not None:
-      raise RuntimeError('server exited:\n' + process.stdout.read())
-    try:
-      status = stub.GetModelStatus(get_model_status_pb2.GetModelStatusRequest(
-          model_spec={'name': model_name}), timeout=1)
-      if any(s.state == s.AVAILABLE for s in status.model_version_status):
-        channel.close()
-        return process
-    except grpc.RpcError:
-      time.sleep(0.2)
-  process.kill()
-  raise RuntimeError('server did not become ready in 120 s')
-
-
-def stop_server(process: subprocess.Popen) -> None:
-  """SIGTERM, as an operator stops it; killed if it takes over 30 s."""
-  process.send_signal(signal.SIGTERM)
-  try:
-    process.wait(timeout=30)
-  except subprocess.TimeoutExpired:
-    process.kill()
-    process.wait()
+    flags += ['--enable_batching', f'--batching_parameters_file={batching_file}']
+  return process_lib.ServerProcess(*flags, rest_api_port=rest_api_port,
+                                   cwd=REPO).start(timeout=120)
 
 
 def resident_mb(pid: int) -> float:
@@ -431,7 +392,7 @@ def main() -> None:
                       help='Length of the load during which the server\'s '
                       'resident memory is sampled (0: skip).')
   parser.add_argument('--server_flags', default='',
-                      help="More `mnist-tfx serve` flags, e.g. "
+                      help="More `python -m serving` flags, e.g. "
                            "'--tensorflow_intra_op_parallelism=0'.")
   args = parser.parse_args()
   levels = [int(c) for c in args.concurrency.split(',')]
@@ -451,8 +412,9 @@ def main() -> None:
   singles = [images_request(images[i:i + 1], args.model_name) for i in range(256)]
   batches = [images_request(images[i:i + args.batch], args.model_name)
              for i in range(0, 256 - args.batch + 1, args.batch)]
-  single_floats = [mnist_inputs.unit_floats(images[i:i + 1]) for i in range(256)]
-  batch_floats = [mnist_inputs.unit_floats(images[i:i + args.batch])
+  single_floats = [serving_requests.unit_floats(images[i:i + 1])
+                   for i in range(256)]
+  batch_floats = [serving_requests.unit_floats(images[i:i + args.batch])
                   for i in range(0, 256 - args.batch + 1, args.batch)]
 
   print(f'model: {latest_version_dir(base_path)}' +
@@ -465,11 +427,10 @@ def main() -> None:
   model = None
   for round_number in range(1, args.rounds + 1):
     print(f'round {round_number}/{args.rounds}: gRPC', flush=True)
-    port = free_port()
-    server = start_server(base_path, args.model_name, port,
+    server = start_server(base_path, args.model_name,
                           args.batching_parameters_file, request_threads,
                           args.server_flags.split())
-    target = f'127.0.0.1:{port}'
+    target = server.grpc_target
     try:
       for size, requests, label in ((1, singles, '1 image'),
                                     (args.batch, batches, f'{args.batch} images')):
@@ -481,7 +442,7 @@ def main() -> None:
                 if args.memory_seconds > 0 and round_number == args.rounds
                 else None)
     finally:
-      stop_server(server)
+      server.stop()
 
     # The ceiling, with the server gone so that it has the cores to itself.
     print(f'round {round_number}/{args.rounds}: in-process', flush=True)

@@ -2,7 +2,7 @@
 
     ./mnist-tfx shell -c 'python bench/soak_benchmark.py --model outputs/smoke/serving/mnist/1'
 
-Starts `mnist-tfx serve` on loopback (gRPC and REST) on a base path of its own
+Starts `python -m serving` on loopback (gRPC and REST) on a base path of its own
 holding a copy of --model as version 1, and pushes a new version (a copy, renamed
 into place as the Pusher does) every --swap_seconds. Meanwhile --concurrency
 client threads send requests for --seconds: most are good (gRPC Predict and
@@ -41,7 +41,8 @@ from tensorflow_serving.apis import predict_pb2  # pylint: disable=g-import-not-
 from tensorflow_serving.apis import prediction_service_pb2_grpc  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from models import serving_contract as contract  # pylint: disable=g-import-not-at-top,wrong-import-position
-from serving import mnist_inputs  # pylint: disable=g-import-not-at-top,wrong-import-position
+from models import serving_requests  # pylint: disable=g-import-not-at-top,wrong-import-position
+from serving.model_servers import process as process_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # bench/results.py and the serving benchmark's server helpers, beside this script.
 import results as bench_results  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -104,7 +105,7 @@ def _good_requests(stub, rest_port: int, rng):
   classify.model_spec.signature_name = contract.CLASSIFY_SIGNATURE
   classify.input.example_list.examples.extend(
       example_pb2.Example.FromString(e)
-      for e in mnist_inputs.encode_examples(images))
+      for e in serving_requests.encode_examples(images))
   body = json.dumps({'signature_name': contract.IMAGES_SIGNATURE,
                      'instances': (images / 255.0).tolist()}).encode()
   return [lambda: _grpc_code(stub.Predict, predict),
@@ -176,16 +177,14 @@ def main(argv=None) -> int:
   base_path = os.path.join(root, MODEL)
   os.makedirs(base_path)
   _push(base_path, args.model, 1)
-  grpc_port, rest_port = serving_benchmark.free_port(), serving_benchmark.free_port()
   server = serving_benchmark.start_server(
-      base_path, MODEL, grpc_port, batching_file='',
+      base_path, MODEL, batching_file='',
       grpc_max_threads=2 * args.concurrency,
-      extra_flags=[f'--rest_api_port={rest_port}',
-                   '--file_system_poll_wait_seconds=1'])
-  # Keep reading what the server prints, so that a full pipe never blocks it.
-  threading.Thread(target=lambda: server.stdout.read(), daemon=True).start()
+      extra_flags=['--file_system_poll_wait_seconds=1'],
+      rest_api_port=process_lib.free_port())
+  rest_port = server.rest_port
   tally, stop = Tally(), threading.Event()
-  channel = grpc.insecure_channel(f'127.0.0.1:{grpc_port}')
+  channel = grpc.insecure_channel(server.grpc_target)
   stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
   clients = [threading.Thread(target=_client, daemon=True, args=(
       stub, rest_port, tally, stop, seed, args.malformed_share))
@@ -198,7 +197,7 @@ def main(argv=None) -> int:
   try:
     while time.monotonic() - started < args.seconds:
       time.sleep(0.5)
-      if server.poll() is not None:
+      if not server.alive():
         print('the server exited', file=sys.stderr)
         break
       if time.monotonic() >= next_swap:
@@ -214,7 +213,7 @@ def main(argv=None) -> int:
     for client in clients:
       client.join(timeout=60)
     channel.close()
-    serving_benchmark.stop_server(server)
+    server.stop()
     shutil.rmtree(root, ignore_errors=True)
 
   good_failed = sum(n for code, n in tally.good.items()

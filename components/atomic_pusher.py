@@ -31,7 +31,7 @@ from tfx.types import artifact_utils
 from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
-from serving import storage_path
+from serving.core import storage_path
 
 FINGERPRINT_FILE = 'fingerprint.pb'
 SAVED_MODEL_FILE = 'saved_model.pb'

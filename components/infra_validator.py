@@ -8,8 +8,9 @@ pipeline runs `LocalInfraValidator`: the same spec, inputs, `blessing` output an
 InfraBlessing contract (which TFX's Pusher and components/atomic_pusher.py check),
 with an executor that
 
-1. starts `mnist-tfx serve` (TF Serving's flags, serving/) on the candidate as a
-   separate process on 127.0.0.1 and a free port, the candidate as version 1 of a
+1. starts `python -m serving` (TF Serving's flags) on the candidate as a
+   separate process on 127.0.0.1 and a free port
+   (serving/model_servers/process.py), the candidate as version 1 of a
    temporary model base path;
 2. waits until the server reports the version AVAILABLE (the load, including
    the replay of the model's warm-up requests, succeeded) or the load failed, the
@@ -18,7 +19,7 @@ with an executor that
    per request, to every signature (or to `signature_names` when the RequestSpec
    names some) through the official tensorflow_serving.apis stubs: Predict with
    serialized tf.Examples or with pixels, Classify, Regress, as each signature's
-   method and inputs require;
+   method and inputs require (models/serving_requests.py builds them);
 4. compares every answer with the same signature called in-process
    (tf.saved_model.load of the same directory) within a tolerance;
 5. stops the server (SIGTERM, SIGKILL after a grace period) and writes the
@@ -34,17 +35,17 @@ that died before it answered at all is retried (`num_tries`), with a new port.
 import dataclasses
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
 from absl import logging
+import grpc
 import numpy as np
 import tensorflow as tf
+from tensorflow_serving.apis import get_model_status_pb2
+from tensorflow_serving.apis import model_service_pb2_grpc
+from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tfx import types
 from tfx.components.infra_validator import executor as tfx_executor
 from tfx.dsl.components.base import base_component
@@ -61,6 +62,9 @@ from tfx.utils import proto_utils
 
 from models import features
 from models import serving_contract as contract
+from models import serving_requests
+from serving.model_servers import options as options_lib
+from serving.model_servers import process as process_lib
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -86,6 +90,8 @@ RTOL = 1e-4
 ATOL = 1e-5
 STOP_GRACE_SECONDS = 10.0
 POLL_SECONDS = 0.2
+RPC_TIMEOUT_SECONDS = 60.0
+MAX_MESSAGE_BYTES = options_lib.ServerOptions.max_message_bytes
 # The TF Serving API that calls a signature of each method.
 _APIS = {contract.PREDICT_METHOD: 'Predict',
          contract.CLASSIFY_METHOD: 'Classify',
@@ -108,6 +114,10 @@ class _NotBlessed(Exception):
   """The model failed a check; the message is the reason."""
 
 
+class _RequestFailed(Exception):
+  """The server answered a request with an error: 'CODE: details'."""
+
+
 # --- the model: requests and in-process answers --------------------------------
 
 
@@ -123,14 +133,6 @@ def _meta_graph(model_dir: str, tags: Sequence[str]):
   raise _NotBlessed(f'the SavedModel has no MetaGraph tagged {sorted(tags)}')
 
 
-def _pixels(example: tf.train.Example) -> np.ndarray:
-  values = example.features.feature[features.IMAGE_KEY].int64_list.value
-  if len(values) != features.IMAGE_PIXELS:
-    raise _NotBlessed(f'an eval example has {len(values)} values in '
-                      f'{features.IMAGE_KEY!r}, not {features.IMAGE_PIXELS}')
-  return np.asarray(values, np.float32) / 255.0
-
-
 def _input_value(signature: str, key: str, tensor_info, record: bytes):
   """The value of one input for one example: the serialized tf.Example for a
   string input, the pixels in [0, 1] for a float [N, 784] input."""
@@ -139,7 +141,10 @@ def _input_value(signature: str, key: str, tensor_info, record: bytes):
     return np.asarray([record], dtype=object)
   if (tensor_info.dtype == tf.float32.as_datatype_enum and len(dims) == 2 and
       dims[1] == features.IMAGE_PIXELS):
-    return _pixels(tf.train.Example.FromString(record))[np.newaxis, :]
+    try:
+      return serving_requests.pixels_of_examples([record])
+    except ValueError as e:
+      raise _NotBlessed(f'an eval example does not fit: {e}') from None
   raise _NotBlessed(
       f'no request can be built for input {key!r} of signature {signature!r} '
       f'({tf.dtypes.as_dtype(tensor_info.dtype).name} {dims}): only serialized '
@@ -209,107 +214,48 @@ def prepare_calls(model_dir: str, records: Sequence[bytes],
 # --- the model server process ---------------------------------------------------
 
 
-def free_port() -> int:
-  with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-    s.bind(('127.0.0.1', 0))
-    return s.getsockname()[1]
+def _server(model_name: str, model_base_path: str,
+            log_path: str) -> process_lib.ServerProcess:
+  """`python -m serving` on 127.0.0.1 and a free port for one model, its output
+  in `log_path`; it dies with this process, so a killed run leaves no server."""
+  return process_lib.ServerProcess(
+      f'--model_name={model_name}', f'--model_base_path={model_base_path}',
+      # Load once, fail once: a failed load is the verdict, not a retry later.
+      '--file_system_poll_wait_seconds=0', '--max_num_load_retries=0',
+      rest_api_port=0, log_path=log_path, cwd=REPO_ROOT, die_with_parent=True)
 
 
-def _parent_death_signal():
-  """A preexec function giving the child SIGTERM when the validator's process
-  dies, so a killed run leaves no server behind; None where prctl is missing.
-  libc's prctl is looked up here, before the fork: the child only calls it."""
+def _rpc(method, request):
+  """Calls a stub method; a gRPC error becomes _RequestFailed."""
   try:
-    import ctypes  # pylint: disable=g-import-not-at-top
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-  except (OSError, AttributeError):
-    return None
-  pr_set_pdeathsig = 1
-  return lambda: prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+    return method(request, timeout=RPC_TIMEOUT_SECONDS)
+  except grpc.RpcError as e:
+    raise _RequestFailed(f'{e.code().name}: {e.details()}') from None
 
 
-class ModelServer:
-  """`mnist-tfx serve` on 127.0.0.1:port for one model, as a separate process."""
-
-  def __init__(self, model_name: str, model_base_path: str, port: int,
-               log_path: str):
-    self.model_name = model_name
-    self.port = port
-    self.log_path = log_path
-    self.command = [
-        sys.executable, '-m', 'pipeline.cli', 'serve',
-        '--host=127.0.0.1', f'--port={port}', '--rest_api_port=0',
-        f'--model_name={model_name}', f'--model_base_path={model_base_path}',
-        # Load once, fail once: a failed load is the verdict, not a retry later.
-        '--file_system_poll_wait_seconds=0', '--max_num_load_retries=0',
-    ]
-    self.process: Optional[subprocess.Popen] = None
-
-  def start(self) -> 'ModelServer':
-    env = dict(os.environ)
-    env['PYTHONPATH'] = os.pathsep.join(
-        [REPO_ROOT] + ([env['PYTHONPATH']] if env.get('PYTHONPATH') else []))
-    with open(self.log_path, 'ab') as log:
-      self.process = subprocess.Popen(  # pylint: disable=subprocess-popen-preexec-fn
-          self.command, stdin=subprocess.DEVNULL, stdout=log,
-          stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env,
-          preexec_fn=_parent_death_signal())
-    logging.info('InfraValidator: started model server (pid %d): %s',
-                 self.process.pid, ' '.join(self.command))
-    return self
-
-  def exit_code(self) -> Optional[int]:
-    return self.process.poll() if self.process else None
-
-  def stop(self) -> None:
-    """SIGTERM to our process (the server stops cleanly), SIGKILL after a grace
-    period."""
-    process, self.process = self.process, None
-    if process is None or process.poll() is not None:
-      return
-    process.terminate()
-    try:
-      process.wait(STOP_GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-      logging.warning('InfraValidator: model server (pid %d) ignored SIGTERM; '
-                      'killing it', process.pid)
-      process.kill()
-      process.wait()
-
-  def log_tail(self, lines: int = 5) -> str:
-    try:
-      with open(self.log_path, encoding='utf-8', errors='replace') as f:
-        text = [l.rstrip() for l in f.read().splitlines() if l.strip()]
-    except OSError:
-      return ''
-    return ' | '.join(text[-lines:])
-
-  def __enter__(self) -> 'ModelServer':
-    return self.start()
-
-  def __exit__(self, *exc) -> None:
-    self.stop()
-
-
-def _wait_until_available(server: ModelServer, client, deadline: float) -> None:
+def _wait_until_available(server: process_lib.ServerProcess, model_stub,
+                          model_name: str, deadline: float) -> None:
   """Returns once the model's version is AVAILABLE; raises _NotBlessed when its
   load failed or the deadline passed, ServerDied when the process exited before
   it answered."""
-  from serving import client as client_lib  # pylint: disable=g-import-not-at-top
-  from tensorflow_serving.apis import get_model_status_pb2  # pylint: disable=g-import-not-at-top
+  try:
+    server.wait(max(deadline - time.monotonic(), 0))
+  except process_lib.ServerExited as e:
+    raise ServerDied(str(e)) from None
+  except process_lib.ServerNotReady:
+    raise _NotBlessed('the model was not available after the '
+                      'max_loading_time_seconds of the ValidationSpec; the '
+                      f'server says: {server.log_tail()}') from None
   states = get_model_status_pb2.ModelVersionStatus.State
-  answered = False
+  request = get_model_status_pb2.GetModelStatusRequest()
+  request.model_spec.name = model_name
   while True:
     code = server.exit_code()
     if code is not None:
-      message = (f'the model server exited (status {code}) before the model was '
-                 f'available: {server.log_tail()}')
-      if answered:
-        raise _NotBlessed(message)
-      raise ServerDied(message)
+      raise _NotBlessed(f'the model server exited (status {code}) before the '
+                        f'model was available: {server.log_tail()}')
     try:
-      response = client.model_status()
-      answered = True
+      response = _rpc(model_stub.GetModelStatus, request)
       statuses = list(response.model_version_status)
       if statuses and all(s.state == states.AVAILABLE for s in statuses):
         return
@@ -317,8 +263,8 @@ def _wait_until_available(server: ModelServer, client, deadline: float) -> None:
         if status.state == states.END:
           error = status.status.error_message or 'no error message'
           raise _NotBlessed(f'the model server could not load the model: {error}')
-    except client_lib.RequestError as e:
-      if e.code not in ('UNAVAILABLE', 'NOT_FOUND'):
+    except _RequestFailed as e:
+      if not str(e).startswith(('UNAVAILABLE', 'NOT_FOUND')):
         raise _NotBlessed(f'GetModelStatus failed: {e}') from None
     if time.monotonic() > deadline:
       raise _NotBlessed('the model was not available after the '
@@ -330,55 +276,27 @@ def _wait_until_available(server: ModelServer, client, deadline: float) -> None:
 # --- requests and answers -------------------------------------------------------
 
 
-def _send(client, model_name: str, call: _Call) -> Dict[str, np.ndarray]:
+def _send(stub, model_name: str, call: _Call) -> Dict[str, np.ndarray]:
   """Sends `call` through the official stubs; returns the answer in the shape of
   the signature's outputs."""
-  # pylint: disable=g-import-not-at-top
-  from tensorflow_serving.apis import classification_pb2
-  from tensorflow_serving.apis import predict_pb2
-  from tensorflow_serving.apis import regression_pb2
-  # pylint: enable=g-import-not-at-top
-  stub = client.prediction_stub
   if call.method == contract.PREDICT_METHOD:
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = model_name
-    request.model_spec.signature_name = call.signature
-    for key, value in call.inputs.items():
-      request.inputs[key].CopyFrom(tf.make_tensor_proto(
-          value, dtype=tf.string if value.dtype == object else None))
-    response = _rpc(client, stub.Predict, request)
+    response = _rpc(stub.Predict, serving_requests.predict_request(
+        model_name, call.signature, call.inputs))
     return {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
-  (record,) = next(iter(call.inputs.values()))
-  example = tf.train.Example.FromString(record)
+  records = list(next(iter(call.inputs.values())))
   if call.method == contract.CLASSIFY_METHOD:
-    request = classification_pb2.ClassificationRequest()
-    request.model_spec.name = model_name
-    request.model_spec.signature_name = call.signature
-    request.input.example_list.examples.add().CopyFrom(example)
-    response = _rpc(client, stub.Classify, request)
+    response = _rpc(stub.Classify, serving_requests.classification_request(
+        model_name, call.signature, records))
     classes = [list(c.classes) for c in response.result.classifications]
     return {contract.CLASSIFY_CLASSES: np.asarray(
                 [[c.label.encode() for c in row] for row in classes],
                 dtype=object),
             contract.CLASSIFY_SCORES: np.asarray(
                 [[c.score for c in row] for row in classes], np.float32)}
-  request = regression_pb2.RegressionRequest()
-  request.model_spec.name = model_name
-  request.model_spec.signature_name = call.signature
-  request.input.example_list.examples.add().CopyFrom(example)
-  response = _rpc(client, stub.Regress, request)
+  response = _rpc(stub.Regress, serving_requests.regression_request(
+      model_name, call.signature, records))
   return {contract.REGRESS_OUTPUTS: np.asarray(
       [r.value for r in response.result.regressions], np.float32)}
-
-
-def _rpc(client, method, request):
-  """Calls a stub method; gRPC errors become serving.client.RequestError."""
-  import grpc  # pylint: disable=g-import-not-at-top
-  from serving import client as client_lib  # pylint: disable=g-import-not-at-top
-  try:
-    return method(request, timeout=client.timeout)
-  except grpc.RpcError as e:
-    raise client_lib.RequestError(e.code().name, e.details()) from None
 
 
 def _expected_for_api(call: _Call) -> Dict[str, np.ndarray]:
@@ -436,9 +354,10 @@ def _validate_once(model_dir: str, model_base_path: str, model_name: str,
                    records: Sequence[bytes], signature_names: Sequence[str],
                    tags: Sequence[str], deadline_seconds: float,
                    log_path: str) -> Result:
-  from serving import client as client_lib  # pylint: disable=g-import-not-at-top
-  port = free_port()
-  with ModelServer(model_name, model_base_path, port, log_path) as server:
+  server = _server(model_name, model_base_path, log_path).launch()
+  logging.info('InfraValidator: started model server (pid %d): %s', server.pid,
+               ' '.join(server.command))
+  try:
     deadline = time.monotonic() + deadline_seconds
     # The server takes seconds to start: meanwhile the model answers in-process.
     prepare_error = None
@@ -447,15 +366,19 @@ def _validate_once(model_dir: str, model_base_path: str, model_name: str,
       calls = prepare_calls(model_dir, records, signature_names, tags)
     except _NotBlessed as e:
       prepare_error = str(e)
-    with client_lib.GrpcClient(f'127.0.0.1:{port}', model_name,
-                               timeout=60.0) as client:
-      _wait_until_available(server, client, deadline)
+    with grpc.insecure_channel(server.grpc_target, options=[
+        ('grpc.max_receive_message_length', MAX_MESSAGE_BYTES),
+        ('grpc.max_send_message_length', MAX_MESSAGE_BYTES)]) as channel:
+      _wait_until_available(
+          server, model_service_pb2_grpc.ModelServiceStub(channel), model_name,
+          deadline)
       if prepare_error:
         raise _NotBlessed(prepare_error)
+      stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
       for call in calls:
         try:
-          served = _send(client, model_name, call)
-        except client_lib.RequestError as e:
+          served = _send(stub, model_name, call)
+        except _RequestFailed as e:
           raise _NotBlessed(
               f'signature {call.signature!r} ({_api(call.method)}) failed in '
               f'the model server: {e}') from None
@@ -471,6 +394,8 @@ def _validate_once(model_dir: str, model_base_path: str, model_name: str,
         raise _NotBlessed(f'the model server exited (status '
                           f'{server.exit_code()}) while it was being queried: '
                           f'{server.log_tail()}')
+  finally:
+    server.stop(STOP_GRACE_SECONDS)
   signatures = list(dict.fromkeys(c.signature for c in calls))
   return Result(True, '', signatures, len(calls))
 
@@ -480,7 +405,7 @@ def validate(model_dir: str, records: Sequence[bytes], model_name: str,
              tags: Sequence[str] = (contract.SERVE_TAG,),
              max_loading_time_seconds: float = DEFAULT_MAX_LOADING_TIME_SECONDS,
              num_tries: int = DEFAULT_NUM_TRIES) -> Result:
-  """Serves `model_dir` with `mnist-tfx serve` and checks it answers `records`
+  """Serves `model_dir` with `python -m serving` and checks it answers `records`
   (serialized tf.Examples) on every signature as it does in-process."""
   if not records:
     return Result(False, 'no examples to build requests from')
@@ -563,7 +488,7 @@ def _parse(exec_properties: Dict[str, Any], key: str, message):
 
 
 class Executor(base_executor.BaseExecutor):
-  """Validates the model against `mnist-tfx serve` (see the module docstring)."""
+  """Validates the model against `python -m serving` (see the module docstring)."""
 
   def Do(self, input_dict: Dict[str, List[types.Artifact]],
          output_dict: Dict[str, List[types.Artifact]],
@@ -578,7 +503,7 @@ class Executor(base_executor.BaseExecutor):
                           infra_validator_pb2.ServingSpec())
     if serving_spec.WhichOneof('serving_platform'):
       raise ValueError(
-          'LocalInfraValidator runs `mnist-tfx serve` on this machine; for '
+          'LocalInfraValidator runs `python -m serving` on this machine; for '
           f'{serving_spec.WhichOneof("serving_platform")} use TFX\'s '
           'InfraValidator')
     validation_spec = _parse(exec_properties,
@@ -646,7 +571,7 @@ class InfraValidator(base_component.BaseComponent):
 
 
 class LocalInfraValidator(InfraValidator):
-  """The InfraValidator validating against `mnist-tfx serve` on this machine.
+  """The InfraValidator validating against `python -m serving` on this machine.
 
   Takes InfraValidator's arguments; `serving_spec` names no serving platform
   (only `model_name` is read), and without `signature_names` in the request spec

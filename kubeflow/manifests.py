@@ -3,10 +3,11 @@
 The checked-in manifests name the model `mnist` under /models; `render` points them at
 the model base path the compiled pipeline's Pusher writes to (kubeflow.serving_root
 /<model_name>), mounts the volume claim when that path is on one, opens the ports
-the local server and its clients use (serving/options.py) and fills in the
-batching parameters the local server uses (serving/batching_parameters.txt). Every
-document is checked against the Kubernetes API models of the `kubernetes` client, so
-a misspelt or misplaced field fails instead of being dropped by the API server.
+the local server and its clients use (serving/model_servers/options.py) and fills
+in the batching parameters the local server uses (serving/batching_parameters.txt).
+Every document is checked against the Kubernetes API models of the `kubernetes`
+client, so a misspelt or misplaced field fails instead of being dropped by the API
+server.
 """
 
 import copy
@@ -18,7 +19,7 @@ from typing import Any, Dict, List
 import yaml
 
 from pipeline import config as config_lib
-from serving import options as serving_options
+from serving.model_servers import options as serving_options
 
 TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'serving.yaml')
 # TF Serving's batching parameters, shared with the local server.

@@ -10,7 +10,7 @@ what genuinely differs on a cluster is chosen here, from `config.kubeflow`:
 - the Beam args of the Beam components;
 - the model server the InfraValidator proves the candidate on: TFX's own
   InfraValidator starting the tensorflow/serving image of kubeflow/serving.yaml in
-  a pod (KubernetesConfig), where the local pipeline runs `mnist-tfx serve`.
+  a pod (KubernetesConfig), where the local pipeline runs `python -m serving`.
 
 The result is KFP's v2 pipeline spec (IR): YAML for Kubeflow Pipelines, with a second
 document, KFP's platform spec (the InfraValidator's namespace, the volume claim when

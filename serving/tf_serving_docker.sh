@@ -12,7 +12,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(dirname "$here")"
 # What a shell script cannot import: ServerOptions.port and DOCKER_REST_API_PORT
-# (serving/options.py), MODEL_NAME (models/serving_contract.py);
+# (serving/model_servers/options.py), MODEL_NAME (models/serving_contract.py);
 # tests/serving/test_tf_serving_docker.py checks that they agree.
 grpc_port=8500
 rest_port=8501

@@ -2,10 +2,13 @@
 
     pipeline.cli       the `mnist-tfx` command line: may import everything
     kubeflow           compiles the pipeline for Kubeflow, TF Serving's manifests
-    pipeline.reports   what a run did, for people
-    pipeline           config, factory, runner, data, ML Metadata
+    pipeline.reports   what a run did, for people (and what the server logged)
+    pipeline           config, factory, runner, data, ML Metadata, the client
     components         the custom TFX components (one starts the model server)
-    serving            the model server and its clients
+    serving            `python -m serving`: the entry point on top of
+      serving.model_servers  the server: flags, gRPC, REST, the process helper
+      serving.servables      a loaded SavedModel version and its APIs
+      serving.core           version management: sources, policies, registry
     models             the feature and serving contracts, the TFX module files
 
 The graph is read from the source with `ast` (every import statement, also those
@@ -23,10 +26,16 @@ from pipeline import config as config_lib
 
 REPO = config_lib.REPO_ROOT
 # Lowest first; a package may import only the packages before it.
-LAYERS = ['models', 'serving', 'components', 'pipeline', 'pipeline.reports',
-          'kubeflow', 'pipeline.cli']
+LAYERS = ['models', 'serving.core', 'serving.servables', 'serving.model_servers',
+          'serving', 'components', 'pipeline', 'pipeline.reports', 'kubeflow',
+          'pipeline.cli']
 # The sub-packages that are layers of their own.
-SUBPACKAGES = ('pipeline.cli', 'pipeline.reports')
+SUBPACKAGES = ('pipeline.cli', 'pipeline.reports', 'serving.core',
+               'serving.servables', 'serving.model_servers')
+SERVING_LAYERS = [layer for layer in LAYERS if layer.split('.')[0] == 'serving']
+# What a model server has no use for: drawing. The plots of what it logged are
+# pipeline/reports/'s.
+PLOTTING_LIBRARIES = ('matplotlib', 'seaborn', 'plotly', 'bokeh', 'PIL')
 TOP_LEVEL = {name.split('.')[0] for name in LAYERS}
 
 
@@ -153,8 +162,20 @@ def test_models_import_no_other_package():
   assert package_graph()['models'] == {}
 
 
-def test_serving_imports_only_models():
-  assert set(package_graph()['serving']) <= {'models'}
+def test_serving_imports_only_models_and_its_own_lower_layers():
+  """The server needs no pipeline: it runs anywhere a SavedModel is."""
+  graph = package_graph()
+  for layer in SERVING_LAYERS:
+    below = SERVING_LAYERS[:SERVING_LAYERS.index(layer)]
+    assert set(graph[layer]) <= {'models', *below}, (layer, graph[layer])
+
+
+def test_serving_imports_no_plotting_library():
+  found = [f'{os.path.relpath(path, REPO)}:{line} imports {module}'
+           for path in _python_files('serving')
+           for line, module in imported_modules(path)
+           if module.split('.')[0] in PLOTTING_LIBRARIES]
+  assert not found, found
 
 
 def _test_imports(folder: str) -> Iterator[Tuple[str, int, str]]:

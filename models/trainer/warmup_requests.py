@@ -17,36 +17,27 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 from models import features
 from models import serving_contract as contract
+from models import serving_requests
 
 BATCH_SIZES = (1, 8)
-
-
-def _examples(rows: int) -> list:
-  return [features.example([0] * features.IMAGE_PIXELS)] * rows
 
 
 def records(model_name: str = '') -> list:
   """PredictionLog records for serving_default, predict_images and classify."""
   logs = []
   for rows in BATCH_SIZES:
-    default = prediction_log_pb2.PredictionLog()
-    request = default.predict_log.request
-    request.model_spec.name = model_name
-    request.model_spec.signature_name = contract.DEFAULT_SIGNATURE
-    request.inputs[contract.EXAMPLES_INPUT].CopyFrom(tf.make_tensor_proto(
-        [e.SerializeToString() for e in _examples(rows)], tf.string))
-    images = prediction_log_pb2.PredictionLog()
-    request = images.predict_log.request
-    request.model_spec.name = model_name
-    request.model_spec.signature_name = contract.IMAGES_SIGNATURE
-    request.inputs[contract.IMAGES_INPUT].CopyFrom(tf.make_tensor_proto(
-        np.zeros((rows, features.IMAGE_PIXELS), np.float32)))
-    classify = prediction_log_pb2.PredictionLog()
-    request = classify.classify_log.request
-    request.model_spec.name = model_name
-    request.model_spec.signature_name = contract.CLASSIFY_SIGNATURE
-    request.input.example_list.examples.extend(_examples(rows))
-    logs += [default, images, classify]
+    examples = serving_requests.encode_examples(
+        np.zeros((rows, features.IMAGE_PIXELS), np.uint8))
+    for signature in (contract.DEFAULT_SIGNATURE, contract.IMAGES_SIGNATURE):
+      log = prediction_log_pb2.PredictionLog()
+      log.predict_log.request.CopyFrom(serving_requests.predict_request(
+          model_name, signature,
+          serving_requests.digit_inputs(signature, examples)))
+      logs.append(log)
+    log = prediction_log_pb2.PredictionLog()
+    log.classify_log.request.CopyFrom(serving_requests.classification_request(
+        model_name, contract.CLASSIFY_SIGNATURE, examples))
+    logs.append(log)
   return logs
 
 

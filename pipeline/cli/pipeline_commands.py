@@ -15,6 +15,7 @@ import click
 from pipeline import config as config_lib
 from pipeline.cli import output_capture
 from pipeline.cli.config_options import config_options
+from serving.model_servers import tensorflow_startup
 
 
 @click.command('fetch-data')
@@ -122,7 +123,7 @@ def _open_run_then_tensorflow(config) -> None:
   loads (seconds), so no run or a corrupt database is one quick line."""
   from pipeline import mlmd  # pylint: disable=g-import-not-at-top
   mlmd.open_store(config)
-  output_capture.import_tensorflow_quietly()
+  tensorflow_startup.import_tensorflow_quietly()
 
 
 @click.command()

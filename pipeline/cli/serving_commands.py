@@ -1,12 +1,12 @@
-"""`mnist-tfx serve`, `predict` and `requests`: the commands of serving/, registered
+"""`mnist-tfx serve`, `predict` and `requests`: the commands of serving, registered
 by main.py.
 
-`serve` takes every flag of tensorflow_model_server, built from the one
-ServerOptions (serving/options.py) with TF Serving's names, syntax and defaults, so
-a TF Serving command line runs this server unchanged. Without a model base path or
-config file it serves what the Pusher pushed (pipeline/config.py). `predict` sends
-image files or IDX test images to a server. `requests` reads back the request logs
-a model config's logging_config makes the server write.
+`serve` is `python -m serving` (serving/model_servers/main.py: every flag of
+tensorflow_model_server, from the one ServerOptions) with one addition: without a
+model base path or config file it serves what the Pusher pushed
+(pipeline/config.py). `predict` sends image files or IDX test images to a server
+(pipeline/client.py). `requests` reads back the request logs a model config's
+logging_config makes the server write (pipeline/reports/request_log_report.py).
 
 They live in the CLI package, not in serving/, because they also read the
 pipeline's configuration and its IDX files: serving/ itself imports nothing but
@@ -16,7 +16,6 @@ stays fast.
 
 import dataclasses
 import os
-import sys
 from typing import List, Optional, Sequence, Tuple
 
 import click
@@ -28,7 +27,8 @@ from pipeline import config as config_lib
 from pipeline.cli import output_capture
 from pipeline.cli.config_options import config_options
 from pipeline.errors import UserError
-from serving import options as options_lib
+from serving.model_servers import flags as serving_flags
+from serving.model_servers import options as options_lib
 
 
 def _parse_indexes(specs) -> List[int]:
@@ -51,40 +51,8 @@ def _parse_indexes(specs) -> List[int]:
   return indexes
 
 
-def _setup_logging(verbose: bool) -> None:
-  import logging  # pylint: disable=g-import-not-at-top
-  handler = logging.StreamHandler(sys.stderr)
-  handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(message)s'))
-  logger = logging.getLogger('serving')
-  logger.addHandler(handler)
-  logger.setLevel(logging.DEBUG if verbose else logging.INFO)
-  logger.propagate = False
-
-
-def _server_flags(command):
-  """One option per ServerOptions field (serving/options.py), under TF Serving's
-  name and with its default: `--flag=value`, and bare `--flag` for booleans."""
-  for field in reversed(dataclasses.fields(options_lib.ServerOptions)):
-    help_text = field.metadata['help']
-    if not field.metadata['applicable']:
-      help_text += ' Accepted and ignored.'
-    if field.type is bool:
-      kind = dict(type=click.BOOL, is_flag=False, flag_value=True,
-                  default=field.default, metavar='true|false')
-    elif field.default is dataclasses.MISSING:  # the repeatable list
-      kind = dict(multiple=True, metavar='LABEL=VERSION')
-    else:
-      kind = dict(type=field.type, default=field.default)
-    command = click.option(f'--{field.name}', field.name, help=help_text,
-                           show_default=field.default not in ('', (), None),
-                           **kind)(command)
-  return command
-
-
 @click.command()
-@_server_flags
-@click.option('--version', 'print_version', is_flag=True,
-              help='Print the versions and exit, as tensorflow_model_server does.')
+@serving_flags.server_flags
 @click.option('--profile', type=click.Choice(sorted(config_lib.PROFILES)),
               default='full', show_default=True,
               help='Without --model_base_path/--model_config_file: the profile '
@@ -92,116 +60,36 @@ def _server_flags(command):
               'the pipeline\'s model name).')
 @click.option('--output-dir', 'output_dir', default=None,
               help='Pipeline output dir whose pushed model is served.')
-@click.option('-v', '--verbose', is_flag=True,
-              help='Log every request, and show TensorFlow\'s start-up lines.')
 @click.pass_context
-def serve(ctx, print_version, profile, output_dir, verbose, **flags):
+def serve(ctx, print_version, verbose, profile, output_dir, **flags):
   """Serve models over TF Serving's gRPC and REST APIs, with its flags.
 
-  Every flag of tensorflow_model_server 2.21 is accepted with its syntax and
-  default (REST only with --rest_api_port, batching only with --enable_batching).
-  Without --model_base_path or --model_config_file the model the pipeline pushed is
-  served.
+  `python -m serving` with the pipeline's pushed model as the default: every
+  flag of tensorflow_model_server 2.21 is accepted with its syntax and default
+  (REST only with --rest_api_port, batching only with --enable_batching).
+  Without --model_base_path or --model_config_file the model the pipeline pushed
+  is served.
   """
+  from serving.model_servers import main as server_main  # pylint: disable=g-import-not-at-top
   if print_version:
     import pipeline  # pylint: disable=g-import-not-at-top
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    click.echo(f'TensorFlow ModelServer: mnist-tfx {pipeline.__version__} (a '
-               f'stand-in for tensorflow_model_server)\nTensorFlow Library: '
-               f'{tf.__version__}')
+    server_main.print_versions(f'mnist-tfx {pipeline.__version__}')
     return
-  flags['version_label'] = list(flags['version_label'])
-  options = options_lib.ServerOptions(**flags)
-  for name in options.inapplicable():
-    click.echo(f'warning: --{name} means nothing to this server '
-               f'({options_lib.field_help(name)}); ignored', err=True)
-  if not options.port and not options.grpc_socket_path:
-    raise click.UsageError('At least one of --port or --grpc_socket_path must '
-                           'be set')
-  # TensorFlow's C++ start-up lines (oneDNN, CUDA probing) only with -v.
-  if not verbose:
-    output_capture.import_tensorflow_quietly()
-  # pylint: disable=g-import-not-at-top
-  from google.protobuf import text_format
-  from serving import model_registry
-  from serving import server as server_lib
-  # pylint: enable=g-import-not-at-top
-  # Every flag is checked before the models are looked for, as TF Serving does.
-  try:
-    server_lib.batching_parameters(options)
-    policy = model_registry.VersionPolicy.parse(options.model_version_policy)
-    labels = _version_labels(options.version_label)
-  except (OSError, ValueError) as e:
-    raise click.UsageError(str(e)) from e
-  pushed_model = not (options.model_config_file or options.model_base_path)
-  config = config_lib.load(profile)
-  if output_dir:
-    config = config.replace(output_dir=output_dir)
-  if pushed_model and not os.path.isdir(config.model_base_path):
-    raise UserError(f'no model pushed to {config.model_base_path}: run `mnist-tfx '
-                    'run` first, or give --model_base_path')
-  _setup_logging(verbose)
-  try:
-    if options.model_config_file:
-      try:
-        models = model_registry.read_model_config_file(options.model_config_file)
-      except text_format.ParseError as e:
-        # TF Serving's words for it (util/proto_util.h), which clients match on.
-        click.echo('Error parsing text-format tensorflow.serving.ModelServerConfig: '
-                   f'{e}', err=True)
-        raise UserError(
-            'Failed to start server. Error: INVALID_ARGUMENT: Invalid protobuf '
-            f"file: '{options.model_config_file}'") from None
-    else:
-      name_given = (ctx.get_parameter_source('model_name') ==
-                    click.core.ParameterSource.COMMANDLINE)
-      models = [model_registry.ModelConfig(
-          name=(options.model_name if name_given or not pushed_model
-                else config.model_name),
-          base_path=options.model_base_path or config.model_base_path,
-          policy=policy, labels=labels)]
-    server_lib.apply_thread_settings(options)
-    if not verbose:
-      output_capture.start_tensorflow_quietly()
-    server = server_lib.ModelServer(models, options)
-  except (OSError, ValueError) as e:
-    raise click.UsageError(str(e)) from e
-  try:
-    server.start()
-  except (OSError, ValueError) as e:
-    raise UserError(f'Failed to start server. Error: {e}') from None
-  for model in models:
-    versions = sorted(server.registry.servables(model.name))
-    click.echo(f'model {model.name}: versions {versions or "none yet"} from '
-               f'{model.base_path} (policy {model.policy.kind})')
-  for name, path, rate in server.registry.request_logger.destinations():
-    click.echo(f'model {name}: requests logged to {path} (sampling rate '
-               f'{rate:g})')
-  if server.grpc_port:
-    click.echo(f'gRPC API at {options.host}:{server.grpc_port}')
-  if options.grpc_socket_path:
-    click.echo(f'gRPC API at unix:{options.grpc_socket_path}')
-  if server.rest_port:
-    click.echo(f'REST API at http://{options.host}:{server.rest_port}/v1/models/'
-               f'{models[0].name}')
-  click.echo('batching: ' + (
-      f'max_batch_size {server.registry.batching_params.max_batch_size}, '
-      f'batch_timeout_micros {server.registry.batching_params.batch_timeout_micros}'
-      if server.registry.batching_params else 'off'))
-  sys.stdout.flush()
-  server.serve_until_signal()
-  click.echo('server stopped')
-
-
-def _version_labels(assignments) -> dict:
-  labels = {}
-  for assignment in assignments:
-    label, sep, version = assignment.partition('=')
-    if not sep or not version.isdigit():
-      raise click.BadParameter(f'{assignment!r}: expected LABEL=VERSION',
-                               param_hint='--version_label')
-    labels[label] = int(version)
-  return labels
+  options = serving_flags.options_from_flags(flags)
+  server_main.check(options, verbose)
+  if not (options.model_config_file or options.model_base_path):
+    config = config_lib.load(profile)
+    if output_dir:
+      config = config.replace(output_dir=output_dir)
+    if not os.path.isdir(config.model_base_path):
+      raise UserError(f'no model pushed to {config.model_base_path}: run '
+                      '`mnist-tfx run` first, or give --model_base_path')
+    name_given = (ctx.get_parameter_source('model_name') ==
+                  click.core.ParameterSource.COMMANDLINE)
+    options = dataclasses.replace(
+        options, model_base_path=config.model_base_path,
+        model_name=options.model_name if name_given else config.model_name)
+  server_main.serve(options, verbose)
 
 
 @click.command()
@@ -233,8 +121,8 @@ def _version_labels(assignments) -> dict:
 def predict(image_files, index_specs, target, protocol, model_name,
             model_version, version_label, signature_name, data_dir, timeout):
   """Classify digit images (PNG/JPEG files or IDX test images) on a server."""
-  from serving import client as client_lib  # pylint: disable=g-import-not-at-top
-  from serving import mnist_inputs  # pylint: disable=g-import-not-at-top
+  from pipeline import client as client_lib  # pylint: disable=g-import-not-at-top
+  from pipeline import mnist_inputs  # pylint: disable=g-import-not-at-top
 
   indexes = _parse_indexes(index_specs)
   if not image_files and not indexes:
@@ -326,7 +214,7 @@ def requests(ctx, config, logs, output, samples, seed):
   the training labels' (IDX files of --data-dir), and draws a sample of the logged
   digits and the distribution as PNG files.
   """
-  from serving import request_log_reader as reader  # pylint: disable=g-import-not-at-top
+  from pipeline.reports import request_log_report as reader  # pylint: disable=g-import-not-at-top
 
   try:
     paths = reader.find_files(logs)

@@ -1,4 +1,4 @@
-"""The local InfraValidator: `mnist-tfx serve` started on the candidate, every
+"""The local InfraValidator: `python -m serving` started on the candidate, every
 signature queried through the official stubs and compared with the model itself.
 
 The models are small stand-ins with the pushed model's signatures
@@ -10,10 +10,6 @@ than the model does in-process, and a version directory that does not load.
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -77,16 +73,16 @@ def _validate(model_dir, records, tmp_path, **kwargs):
 
 def test_a_model_that_answers_as_it_does_in_process_is_blessed(
     good_model, records, tmp_path, monkeypatch):
-  pids = []
-  start = infra_validator.ModelServer.start
+  servers = []
+  make = infra_validator._server  # pylint: disable=protected-access
 
-  def recording_start(self):
-    start(self)
-    pids.append(self.process.pid)
-    return self
+  def recording(*args):
+    servers.append(make(*args))
+    return servers[-1]
 
-  monkeypatch.setattr(infra_validator.ModelServer, 'start', recording_start)
+  monkeypatch.setattr(infra_validator, '_server', recording)
   result = _validate(good_model, records, tmp_path)
+  pids = [server.pid for server in servers]
   assert result.blessed, result.reason
   assert result.signatures == SIGNATURES
   assert result.requests == len(SIGNATURES) * NUM_EXAMPLES
@@ -150,79 +146,21 @@ def test_a_directory_that_is_no_saved_model_is_not_blessed(records, tmp_path):
 def test_a_server_that_dies_at_start_is_retried_then_not_blessed(
     good_model, records, tmp_path, monkeypatch):
   starts = []
-  init = infra_validator.ModelServer.__init__
+  make = infra_validator._server  # pylint: disable=protected-access
 
-  def dying(self, *args, **kwargs):
-    init(self, *args, **kwargs)
-    starts.append(self.port)
-    self.command = [self.command[0], '-c', 'import sys; print("boom"); '
-                    'sys.exit(3)']
+  def dying(*args):
+    server = make(*args)
+    starts.append(server.grpc_port)
+    server.command = [server.command[0], '-c', 'import sys; print("boom"); '
+                      'sys.exit(3)']
+    return server
 
-  monkeypatch.setattr(infra_validator.ModelServer, '__init__', dying)
+  monkeypatch.setattr(infra_validator, '_server', dying)
   result = _validate(good_model, records, tmp_path, num_tries=2)
   assert len(starts) == 2
   assert not result.blessed
   assert 'the model server exited (status 3)' in result.reason
   assert 'boom' in result.reason
-
-
-def test_a_server_that_ignores_sigterm_is_killed(tmp_path, monkeypatch):
-  monkeypatch.setattr(infra_validator, 'STOP_GRACE_SECONDS', 0.5)
-  log = tmp_path / 'log'
-  server = infra_validator.ModelServer('mnist', str(tmp_path), 1, str(log))
-  server.command = [server.command[0], '-c',
-                    'import signal, time; '
-                    'signal.signal(signal.SIGTERM, signal.SIG_IGN); '
-                    'print("ready", flush=True); time.sleep(600)']
-  server.start()
-  process = server.process
-  deadline = time.monotonic() + 30
-  while 'ready' not in log.read_text() and time.monotonic() < deadline:
-    time.sleep(0.05)
-  server.stop()
-  assert process.returncode == -signal.SIGKILL
-
-
-_ORPHAN_SCRIPT = """
-import sys
-from components import infra_validator
-server = infra_validator.ModelServer('mnist', sys.argv[1], 1, sys.argv[2])
-server.command = [sys.executable, '-c', 'import time; time.sleep(600)']
-server.start()
-print(server.process.pid, flush=True)
-import time; time.sleep(600)
-"""
-
-
-def test_a_killed_validator_leaves_no_server_behind(tmp_path):
-  parent = subprocess.Popen(
-      [sys.executable, '-c', _ORPHAN_SCRIPT, str(tmp_path), str(tmp_path / 'log')],
-      stdout=subprocess.PIPE, text=True, cwd=infra_validator.REPO_ROOT)
-  try:
-    child = int(parent.stdout.readline())
-    os.kill(child, 0)  # running
-    parent.kill()
-    parent.wait()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-      try:
-        os.kill(child, 0)
-      except ProcessLookupError:
-        break
-      # Reaped by init once it exits; until then it may linger as a zombie.
-      try:
-        with open(f'/proc/{child}/stat') as f:
-          if f.read().split(') ', 1)[1].startswith('Z'):
-            break
-      except FileNotFoundError:
-        break
-      time.sleep(0.05)
-    else:
-      os.kill(child, signal.SIGKILL)
-      pytest.fail('the model server outlived the killed validator')
-  finally:
-    parent.kill()
-    parent.wait()
 
 
 # --- the component: TFX artifacts in, TFX's InfraBlessing out ---------------------

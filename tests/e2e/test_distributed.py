@@ -36,8 +36,8 @@ from pipeline.clusters import flink
 from pipeline.clusters import local
 from pipeline.clusters import spark
 from pipeline.reports import run_report
+from serving.model_servers import process as process_lib
 from tests.testutil import beam_outputs
-from tests.testutil.model_servers import free_port
 from tests.testutil.pipeline_runs import changed_in_place
 
 pytestmark = pytest.mark.distributed
@@ -103,6 +103,7 @@ def _require_engine(engine: str) -> None:
 def _cluster(engine: str, directory: str):
   """The engine's cluster on free ports, stopped afterwards whatever happens."""
   _require_engine(engine)
+  free_port = process_lib.free_port
   ports = local.Ports(job=free_port(), artifact=free_port(), ui=free_port(),
                       master=free_port(), pool=free_port())
   try:
@@ -220,7 +221,7 @@ def test_spark_runs_the_beam_steps_like_the_direct_runner(smoke_pipeline, tmp_pa
 
 
 def test_flink_run_without_a_cluster_says_how_to_start_one(mnist_dir, tmp_path):
-  address = f'localhost:{free_port()}'
+  address = f'localhost:{process_lib.free_port()}'
   config = config_lib.load(
       'smoke', data_dir=mnist_dir, output_dir=str(tmp_path / 'out'),
       beam=config_lib.BeamConfig(runner='flink', job_endpoint=address))

@@ -19,8 +19,8 @@ from kubeflow import flink
 from kubeflow import manifests
 from pipeline import config as config_lib
 from pipeline.cli import main as cli
-from serving import batching
-from serving import options as serving_options
+from serving.model_servers import options as serving_options
+from serving.servables import batching
 from tests.testutil.kubeflow_specs import FLINK_SETTINGS
 from tests.testutil.kubeflow_specs import IMAGE
 from tests.testutil.kubeflow_specs import SETTINGS
@@ -51,7 +51,8 @@ def test_serving_manifests_serve_the_model_like_the_local_server(compiled):
   args = dict(arg.split('=', 1) if '=' in arg else (arg, '')
               for arg in container['args'])
   assert args['--model_name'] == config.model_name
-  # The ports the local server and its clients use (serving/options.py).
+  # The ports the local server and its clients use (serving/model_servers/
+  # options.py).
   grpc_port = serving_options.ServerOptions.port
   rest_port = serving_options.DOCKER_REST_API_PORT
   assert args['--port'] == str(grpc_port)

@@ -1,7 +1,7 @@
 """Fuzzing the model server: whatever a client sends, the answer is OK or a client
 error, never a server error, and the server goes on answering.
 
-A real `mnist-tfx serve` process serves a stand-in with the pushed model's
+A real `python -m serving` process serves a stand-in with the pushed model's
 signatures (testutil/stand_in_models.py). Hypothesis sends it random and mutated
 REST requests (bodies, headers, paths, methods) and random and mutated gRPC
 requests (Predict, Classify, Regress, MultiInference; serialized inputs that are
@@ -34,8 +34,8 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tensorflow_serving.apis import regression_pb2
 
 from models import serving_contract as contract
+from serving.model_servers import process as process_lib
 from tests.testutil import mnist_requests
-from tests.testutil import model_servers
 from tests.testutil import stand_in_models
 
 pytestmark = pytest.mark.processes
@@ -54,8 +54,9 @@ CLIENT_ERRORS = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
 def server(tmp_path_factory):
   base_path = str(tmp_path_factory.mktemp('fuzz') / MODEL)
   stand_in_models.write_version(base_path, 1)
-  process = model_servers.ServerProcess(
-      f'--model_name={MODEL}', f'--model_base_path={base_path}')
+  process = process_lib.ServerProcess(
+      f'--model_name={MODEL}', f'--model_base_path={base_path}',
+      rest_api_port=process_lib.free_port()).start()
   yield process
   process.stop()
 

@@ -1,6 +1,7 @@
 """serving/tf_serving_docker.sh: the real TF Serving's command line, with the
-ports (serving/options.py) and model name (models/serving_contract.py) the script
-spells again because a shell script cannot import them."""
+ports (serving/model_servers/options.py) and model name
+(models/serving_contract.py) the script spells again because a shell script
+cannot import them."""
 
 import os
 import subprocess
@@ -9,7 +10,7 @@ import pytest
 
 from models import serving_contract as contract
 from pipeline import config as config_lib
-from serving import options as options_lib
+from serving.model_servers import options as options_lib
 
 # Builds or drives the packaging and set-up scripts, not the product.
 pytestmark = pytest.mark.packaging

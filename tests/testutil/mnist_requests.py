@@ -12,7 +12,7 @@ from tensorflow_serving.apis import inference_pb2
 from tensorflow_serving.apis import predict_pb2
 
 from models import serving_contract as contract
-from serving import mnist_inputs
+from models import serving_requests
 
 MODEL = contract.MODEL_NAME
 
@@ -26,7 +26,7 @@ def images_request(images, **spec):
   for key, value in spec.items():
     setattr(request.model_spec, key, value)
   request.inputs[contract.IMAGES_INPUT].CopyFrom(
-      tf.make_tensor_proto(mnist_inputs.unit_floats(images)))
+      tf.make_tensor_proto(serving_requests.unit_floats(images)))
   return request
 
 
@@ -38,12 +38,12 @@ def examples_request(images, signature=contract.DEFAULT_SIGNATURE):
   if signature:
     request.model_spec.signature_name = signature
   request.inputs[contract.EXAMPLES_INPUT].CopyFrom(tf.make_tensor_proto(
-      mnist_inputs.encode_examples(images), dtype=tf.string))
+      serving_requests.encode_examples(images), dtype=tf.string))
   return request
 
 
 def _add_examples(model_input, images) -> None:
-  for serialized in mnist_inputs.encode_examples(images):
+  for serialized in serving_requests.encode_examples(images):
     model_input.example_list.examples.add().ParseFromString(serialized)
 
 

@@ -9,10 +9,10 @@ import pytest
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from models import serving_contract as contract
-from serving import client as client_lib
-from serving import mnist_inputs
-from serving import model_registry
-from serving import request_log_reader
+from models import serving_requests
+from pipeline import client as client_lib
+from pipeline.reports import request_log_report as request_log_reader
+from serving.core import model_registry
 from tests.testutil import mnist_requests
 from tests.testutil import model_servers
 from tests.testutil import stand_in_models
@@ -95,7 +95,7 @@ def log_requests(base_path: str, root) -> dict:
     status, answer = mnist_requests.rest(
         server.rest_port, 'POST', f'/v1/models/{MODEL}:predict', {
             'signature_name': 'predict_images',
-            'instances': mnist_inputs.unit_floats(images[8:10]).tolist()})
+            'instances': serving_requests.unit_floats(images[8:10]).tolist()})
     assert status == 200, answer
     calls.append(('rest_predict', images[8:10], answer))
     status, answer = mnist_requests.rest(

@@ -23,7 +23,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 from models import features
 from models import serving_contract as contract
-from serving import storage_path
+from serving.core import storage_path
 
 
 def weights(version: int):

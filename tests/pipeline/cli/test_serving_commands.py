@@ -1,12 +1,9 @@
-"""`mnist-tfx serve`, `predict` and `requests` (serving_commands.py): the real
-command in its own process, and the others against a server on loopback or the
-request logs one wrote."""
+"""`mnist-tfx serve`, `predict` and `requests` (serving_commands.py): serve's own
+part (the pushed model as the default), the others against a server on loopback
+or the request logs one wrote."""
 
+import os
 import re
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -15,15 +12,14 @@ from PIL import Image
 
 from components import idx
 from pipeline import config as config_lib
-from serving import client as client_lib
-from serving import request_log_reader
+from pipeline import client as client_lib
+from pipeline.reports import request_log_report as request_log_reader
 from tests.testutil import model_servers
 from tests.testutil import stand_in_models
 from tests.testutil.cli import invoke
 from tests.testutil.request_logs import MODEL
 from tests.testutil.request_logs import log_files
 
-REPO = config_lib.REPO_ROOT
 
 
 @pytest.fixture(scope='module')
@@ -94,48 +90,29 @@ def test_predict_needs_images():
 
 
 # --- serve ------------------------------------------------------------------------
-@pytest.mark.processes
-def test_serve_command(model_base_path, tmp_path):
-  """The real command in its own process: flags, batching file, SIGTERM."""
-  grpc_port, rest_port = model_servers.free_port(), model_servers.free_port()
-  process = subprocess.Popen(
-      [sys.executable, '-m', 'pipeline.cli', 'serve', '--host=127.0.0.1',
-       f'--port={grpc_port}', f'--rest_api_port={rest_port}',
-       '--model_name=digits', f'--model_base_path={model_base_path}',
-       '--enable_batching',
-       '--batching_parameters_file=serving/batching_parameters.txt',
-       '--version_label', 'stable=1'],
-      cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-  try:
-    deadline = time.monotonic() + 90
-    lines = []
-    while not any('REST API at' in line for line in lines):
-      line = process.stdout.readline()
-      assert line or process.poll() is None, ''.join(lines)
-      assert time.monotonic() < deadline, ''.join(lines)
-      lines.append(line)
-    output = ''.join(lines)
-    assert 'model digits: versions [1]' in output
-    assert f'gRPC API at 127.0.0.1:{grpc_port}' in output
-    images = stand_in_models.random_images(3)
-    with client_lib.GrpcClient(f'127.0.0.1:{grpc_port}', 'digits') as client:
-      by_label = client.predict(images, version_label='stable')
-      assert by_label.model_version == 1
-    with client_lib.RestClient(f'127.0.0.1:{rest_port}', 'digits') as client:
-      np.testing.assert_allclose(client.predict(images).probabilities,
-                                 by_label.probabilities, atol=1e-6)
-    process.send_signal(signal.SIGTERM)
-    rest, _ = process.communicate(timeout=30)
-    assert process.returncode == 0, rest
-    assert 'server stopped' in rest
-    # A quiet terminal: none of TensorFlow's C++ start-up lines (without -v).
-    noise = re.compile(r'cuInit|cuda|oneDNN|absl::InitializeLog|^[IWEF]\d{4} ',
-                       re.M | re.I)
-    assert not noise.search(output + rest), output + rest
-  finally:
-    if process.poll() is None:
-      process.kill()
-      process.wait()
+def test_serve_serves_the_pushed_model_by_default(monkeypatch, tmp_path):
+  """`mnist-tfx serve` is `python -m serving` (tests/serving/model_servers/
+  test_main.py runs it) whose default model is what the Pusher pushed."""
+  from serving.model_servers import main as server_main  # pylint: disable=g-import-not-at-top
+  served = []
+  monkeypatch.setattr(server_main, 'serve',
+                      lambda options, verbose: served.append(options))
+  config = config_lib.load('smoke').replace(output_dir=str(tmp_path))
+  os.makedirs(config.model_base_path)
+  code, output = invoke('serve', '--profile', 'smoke', '--output-dir',
+                        str(tmp_path), '--port=9000')
+  assert code == 0, output
+  [options] = served
+  assert (options.model_name, options.model_base_path, options.port) == (
+      config.model_name, config.model_base_path, 9000)
+  code, output = invoke('serve', '--profile', 'smoke', '--output-dir',
+                        str(tmp_path), '--model_name=digits')
+  assert code == 0, output
+  assert served[1].model_name == 'digits'
+  code, output = invoke('serve', '--model_base_path=/elsewhere')
+  assert code == 0, output
+  assert (served[2].model_name, served[2].model_base_path) == (
+      'default', '/elsewhere')
 
 
 def test_serve_rejects_bad_flags(tmp_path):
