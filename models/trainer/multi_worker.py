@@ -17,13 +17,13 @@ process).
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 from typing import Dict, List, Sequence
 
 from absl import logging
+import portpicker
 
 # The FnArgs fields run_fn reads, passed to each worker as JSON.
 FN_ARGS_FIELDS = ('train_files', 'eval_files', 'transform_output',
@@ -32,20 +32,6 @@ FN_ARGS_FIELDS = ('train_files', 'eval_files', 'transform_output',
 
 class WorkerFailedError(RuntimeError):
   """A worker process of the local cluster failed; the message names it."""
-
-
-def _free_ports(count: int) -> List[int]:
-  """`count` distinct TCP ports of 127.0.0.1 that were free a moment ago."""
-  sockets = []
-  try:
-    for _ in range(count):
-      s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-      s.bind(('127.0.0.1', 0))
-      sockets.append(s)
-    return [s.getsockname()[1] for s in sockets]
-  finally:
-    for s in sockets:
-      s.close()
 
 
 def tf_configs(ports: Sequence[int]) -> List[Dict]:
@@ -72,7 +58,8 @@ def train_on_local_cluster(fn_args, workers: int,
   python_path = os.pathsep.join(
       p for p in (package_root, os.environ.get('PYTHONPATH')) if p)
   processes = []
-  for index, tf_config in enumerate(tf_configs(_free_ports(workers))):
+  for index, tf_config in enumerate(tf_configs(
+      [portpicker.pick_unused_port() for _ in range(workers)])):
     log_path = os.path.join(log_dir, f'worker-{index}.log')
     with open(log_path, 'wb') as log:
       processes.append((index, log_path, subprocess.Popen(
