@@ -2,8 +2,8 @@
 
 For each data size (MNIST, and MNIST with every image repeated N times, whose
 IDX files this script writes) and each runner, runs the pipeline with a small
-model (one epoch of the smoke profile's CNN, batches of 512, no augmentation) and reports the wall time of the
-four Beam steps (IdxExampleGen, StatisticsGen, Transform, Evaluator) and their
+model (one epoch of the smoke profile's CNN, batches of 512, no augmentation)
+and reports the wall time of the four Beam steps (IdxExampleGen, StatisticsGen, Transform, Evaluator) and their
 ratio to the DirectRunner's. A cluster's start-up (pipeline/clusters/, two
 workers, parallelism 2) is timed apart. Appends one row per runner and size to
 bench/results/engines_benchmark.csv.
