@@ -19,6 +19,15 @@ MASTER_CLASS = 'org.apache.spark.deploy.master.Master'
 WORKER_CLASS = 'org.apache.spark.deploy.worker.Worker'
 JOB_SERVER_CLASS = 'org.apache.beam.runners.spark.SparkJobServerDriver'
 DEFAULT_PORTS = local.Ports(ui=8080, master=7077)
+# Each worker offers, and each executor takes, this much heap. Beam's portable
+# Spark runner keeps all of a partition's output from the SDK workers in the
+# executor's heap before Spark sees it (SparkExecutableStageFunction collects it
+# in a queue), so an executor holds a whole partition's output at once. On ten
+# times MNIST, Transform died of OutOfMemoryError (exit code 52) with Spark's
+# default 1 GB and with 4 GB (3 GB of byte arrays in one executor); with 8 GB it
+# finished. The JVM takes heap from the machine only as it uses it.
+EXECUTOR_MEMORY = '8g'
+
 # The job server runs Spark's driver, which on Java 17 needs the module access
 # Spark's own launcher grants its JVMs (spark-submit adds these; we start the
 # driver's JVM ourselves).
@@ -74,7 +83,7 @@ def up(directory: str, ports: local.Ports = DEFAULT_PORTS, workers: int = 2,
     # resolve beam-worker-pool to this worker's own pool (local.py).
     hosts = local.hosts_file(state.directory, index)
     local.run_script([daemon, 'start', WORKER_CLASS, str(index), '--cores', '1',
-          '--memory', '2g', '--webui-port', '0', master_url(state)],
+          '--memory', EXECUTOR_MEMORY, '--webui-port', '0', master_url(state)],
          dict(env, JAVA_TOOL_OPTIONS=f'-Djdk.net.hosts.file={hosts}'), state)
     state.pids[f'worker-pool-{index}'] = local.start_worker_pool(
         state.directory, index, ports.pool)
@@ -91,7 +100,8 @@ def up(directory: str, ports: local.Ports = DEFAULT_PORTS, workers: int = 2,
       exclude=('spark-', 'scala-', 'slf4j-', 'log4j-', 'logback-'))
   local.start_job_server(
       state, DRIVER_JAVA_OPTIONS + [
-          f'-Dspark.executor.extraClassPath={os.path.join(runner_lib, "*")}'],
+          f'-Dspark.executor.extraClassPath={os.path.join(runner_lib, "*")}',
+          f'-Dspark.executor.memory={EXECUTOR_MEMORY}'],
       job_server, JOB_SERVER_CLASS, f'--spark-master-url={master_url(state)}', env)
   say(f'spark: up; master {master_url(state)}, web UI {state.ui_url}, '
       f'Beam job server {state.job_endpoint}')
